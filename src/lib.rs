@@ -1,0 +1,5 @@
+pub mod autoballoon;
+pub mod engine;
+pub mod metrics;
+pub mod scenario;
+pub mod workload;

@@ -1,0 +1,134 @@
+//! What a run records: host and per-VM time series, discrete events, and a summary.
+//!
+//! Column names carry their unit (`_bytes`, `_pages`, `_s`) so a CSV needs no legend.
+//! Counters named `*_pages` in the per-VM rows are deltas since the previous sample;
+//! `oom_kills` is cumulative.
+
+use serde::Serialize;
+
+/// One row of `timeseries_host.csv`: the host as `/proc/meminfo` would show it, and
+/// pvestatd's view of it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct HostSample {
+    pub t_s: f64,
+    pub mem_total_bytes: u64,
+    pub mem_free_bytes: u64,
+    pub buffers_bytes: u64,
+    pub cached_bytes: u64,
+    pub mem_available_bytes: u64,
+    /// pvestatd's memused under the configured formula.
+    pub memused_bytes: u64,
+    /// `ballooning-target` percent of MemTotal.
+    pub target_bytes: u64,
+    /// Goal of the last pvestatd cycle (signed bytes).
+    pub goal_bytes: i64,
+    pub host_reserved_bytes: u64,
+    /// Σ guest RAM resident in QEMU processes (without QEMU overhead).
+    pub guest_resident_bytes: u64,
+    pub qemu_overhead_bytes: u64,
+    /// Discarded 4 KiB pages still held in partly-split host THPs.
+    pub thp_deferred_bytes: u64,
+    pub zfs_arc_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub swap_used_bytes: u64,
+    pub vms_running: u32,
+}
+
+/// One row of `timeseries_vms.csv`, per VM per sample.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VmSample {
+    pub t_s: f64,
+    pub vmid: u32,
+    pub name: String,
+    /// `running`, `stopped` or `killed` (by the host OOM killer).
+    pub state: &'static str,
+    pub maxmem_bytes: u64,
+    pub balloon_min_bytes: u64,
+    /// Balloon target as guest size (QMP `balloon` value).
+    pub target_bytes: u64,
+    /// `query-balloon` actual: guest size minus balloon.
+    pub actual_bytes: u64,
+    pub guest_mem_total_bytes: u64,
+    pub guest_mem_free_bytes: u64,
+    pub guest_cached_bytes: u64,
+    pub guest_anon_bytes: u64,
+    pub guest_kernel_bytes: u64,
+    pub guest_swap_used_bytes: u64,
+    /// Guest RAM resident on the host (QEMU RSS without overhead).
+    pub host_resident_bytes: u64,
+    pub host_swapped_bytes: u64,
+    pub swap_in_pages: u64,
+    pub swap_out_pages: u64,
+    pub cache_refault_pages: u64,
+    pub major_faults: u64,
+    pub oom_kills: u64,
+}
+
+/// What happened, for `events.csv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    VmStart,
+    VmStop,
+    MigrationStart,
+    MigrationEnd,
+    /// pvestatd set a new balloon target.
+    BalloonTarget,
+    /// The balloon driver could not allocate ("Out of puff") and will retry.
+    BalloonOutOfPuff,
+    /// The guest began reclaiming page cache / swapping in this tick.
+    ReclaimCache,
+    SwapOut,
+    GuestOomKill,
+    /// Deflate-on-oom gave balloon pages back instead of a kill.
+    DeflateOnOom,
+    ProcessRestart,
+    HostSwapOut,
+    HostOomKill,
+}
+
+/// One row of `events.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    pub t_s: f64,
+    /// 0 for host-wide events.
+    pub vmid: u32,
+    pub kind: EventKind,
+    /// Main quantity of the event (bytes moved, badness points, ...), 0 if none.
+    pub value: i64,
+    /// Human-readable detail ("killed postgres (badness 812345)").
+    pub detail: String,
+}
+
+/// Whole-run figures, for `summary.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub seed: u64,
+    pub duration_s: f64,
+    pub vms: u32,
+    pub peak_memused_bytes: u64,
+    pub mean_memused_bytes: u64,
+    pub peak_host_swap_used_bytes: u64,
+    /// Seconds of samples with memused above the ballooning target.
+    pub time_above_target_s: f64,
+    pub balloon_moved_bytes: u64,
+    pub balloon_commands: u64,
+    pub guest_swap_in_pages: u64,
+    pub guest_swap_out_pages: u64,
+    pub cache_refault_pages: u64,
+    pub guest_oom_kills: u64,
+    /// `"vmid/process"` of each guest OOM victim, in order.
+    pub guest_oom_victims: Vec<String>,
+    pub host_oom_kills: u64,
+    pub host_oom_victims: Vec<u32>,
+}
+
+/// Everything one run produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunResult {
+    pub host: Vec<HostSample>,
+    pub vms: Vec<VmSample>,
+    pub events: Vec<Event>,
+    pub summary: Summary,
+}
