@@ -42,6 +42,12 @@ impl SimTime {
         self.0 as f64 / Self::NS_PER_SEC as f64
     }
 
+    /// How much of something produced at `per_sec` per second accrues over this
+    /// duration (integer, rounded down).
+    pub fn of_rate(self, per_sec: u64) -> u64 {
+        (u128::from(per_sec) * u128::from(self.0) / u128::from(Self::NS_PER_SEC)) as u64
+    }
+
     pub fn saturating_sub(self, other: SimTime) -> SimTime {
         SimTime(self.0.saturating_sub(other.0))
     }

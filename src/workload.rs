@@ -130,7 +130,11 @@ impl Demand {
 
 fn ramp(from: u64, to: u64, start: SimTime, over: SimTime, t: SimTime) -> u64 {
     if t <= start || over.as_nanos() == 0 {
-        return if t < start || over.as_nanos() != 0 { from } else { to };
+        return if t < start || over.as_nanos() != 0 {
+            from
+        } else {
+            to
+        };
     }
     let done = t.as_nanos() - start.as_nanos();
     if done >= over.as_nanos() {
@@ -190,7 +194,7 @@ fn draw_bursts(
 /// | `desktop` | system 3 %; session 25 % diurnal ±10 % (hot 0.4), cache 15 % |
 /// | `batch` | system 3 %; job bursting from 10 % to 60 % (hot 0.8), reads 4 MiB/s |
 pub fn preset(name: &str, memory: u64) -> Option<Vec<ProcessSpec>> {
-    let pct = |p: u64| memory / 100 * p;
+    let pct = |p: u64| memory * p / 100;
     let system = ProcessSpec {
         name: "system".into(),
         anon: Shape::Constant(pct(3)),

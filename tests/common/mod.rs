@@ -1,0 +1,86 @@
+//! Builders shared by the integration tests: scenarios and VMs in code, so that tests
+//! do not depend on YAML files for what they check.
+#![allow(dead_code)]
+
+use memsim::engine::SimTime;
+use memsim::scenario::*;
+use memsim::workload::*;
+
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+
+pub fn secs(s: u64) -> SimTime {
+    SimTime::from_secs(s)
+}
+
+pub fn process(name: &str, anon: Shape, hot: f64, cache: u64) -> ProcessSpec {
+    ProcessSpec {
+        name: name.into(),
+        anon,
+        hot_fraction: hot,
+        cache,
+        read_rate: 0,
+        write_rate: 0,
+        oom_score_adj: 0,
+        restart_after: None,
+    }
+}
+
+pub fn vm(
+    vmid: u32,
+    memory: u64,
+    balloon_min: Option<u64>,
+    processes: Vec<ProcessSpec>,
+) -> VmConfig {
+    VmConfig {
+        vmid,
+        name: format!("vm{vmid}"),
+        template: None,
+        os: Os::Linux,
+        memory,
+        balloon_device: true,
+        balloon_min,
+        shares: 1000,
+        balloon_driver: true,
+        deflate_on_oom: false,
+        free_page_reporting: false,
+        swap: 0,
+        swappiness: 60,
+        start_at: SimTime::ZERO,
+        stop_at: None,
+        migrations: vec![],
+        hugepages: false,
+        passthrough: false,
+        workload: "custom".into(),
+        processes,
+    }
+}
+
+pub fn scenario(host_memory: u64, duration: SimTime, vms: Vec<VmConfig>) -> Scenario {
+    Scenario {
+        name: "test".into(),
+        seed: 1,
+        duration,
+        tick: secs(1),
+        sample_interval: secs(10),
+        host: HostConfig {
+            memory: host_memory,
+            reserved: 2 * GIB,
+            page_cache: GIB,
+            qemu_overhead: 150 * MIB,
+            swap: 0,
+            swappiness: 60,
+            numa_nodes: 1,
+            thp: Thp::Madvise,
+            zfs_arc: 0,
+        },
+        pvestatd: PvestatdConfig {
+            enabled: true,
+            ballooning_target: 80,
+            memused: MemusedFormula::Available,
+            interval: secs(10),
+            maxchange: 100 * MIB,
+        },
+        vms,
+    }
+}
