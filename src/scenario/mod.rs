@@ -1,2 +1,3 @@
 mod model;
+pub mod units;
 pub use model::*;
