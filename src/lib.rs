@@ -4,5 +4,6 @@ pub mod engine;
 pub mod guest;
 pub mod host;
 pub mod metrics;
+pub mod report;
 pub mod scenario;
 pub mod workload;
