@@ -37,6 +37,9 @@ const FPR_BATCH_PAGES: u64 = (256 << 20) / PAGE;
 /// Free page reporting only runs while free memory exceeds low watermark + 32 × 2 MiB
 /// (`mm/page_reporting.c`).
 const FPR_HEADROOM_PAGES: u64 = (64 << 20) / PAGE;
+/// How fast a process can fault fresh anonymous memory in: 1 GiB/s (an assumption;
+/// first-touch faults with zeroing run at a few GiB/s on current CPUs).
+const FAULT_PAGES_PER_SEC: u64 = (1 << 30) / PAGE;
 /// OOM kills or balloon deflations tried per allocation before giving up on it.
 const MAX_OOM_ROUNDS: u32 = 64;
 
@@ -113,8 +116,6 @@ pub struct Counters {
     pub cache_refaults: u64,
     pub major_faults: u64,
     pub oom_kills: u64,
-    /// Allocations that entered direct reclaim without being satisfied at once.
-    pub alloc_stalls: u64,
     /// Pages of cache dropped by reclaim.
     pub cache_reclaimed: u64,
 }
@@ -286,16 +287,8 @@ impl Guest {
         &self.balloon
     }
 
-    pub fn balloon_mut(&mut self) -> &mut Balloon {
-        &mut self.balloon
-    }
-
     pub fn counters(&self) -> Counters {
         self.counters
-    }
-
-    pub fn watermarks(&self) -> Watermarks {
-        self.wm
     }
 
     /// MemTotal: shrinks with the balloon unless deflate-on-oom is negotiated.
@@ -310,10 +303,6 @@ impl Guest {
 
     pub fn mem_free(&self) -> u64 {
         self.free.total()
-    }
-
-    pub fn free_pages(&self) -> Free {
-        self.free
     }
 
     pub fn cached(&self) -> u64 {
@@ -388,7 +377,7 @@ impl Guest {
             if !self.procs[i].alive {
                 continue;
             }
-            self.follow_demand(i, now);
+            self.follow_demand(i, now, dt);
             self.fault_back(i, dt);
             self.read_files(i, dt);
         }
@@ -427,7 +416,7 @@ impl Guest {
 
     /// Grows or shrinks the process's anonymous memory toward its demand, keeping the
     /// hot/cold split.
-    fn follow_demand(&mut self, i: usize, now: SimTime) {
+    fn follow_demand(&mut self, i: usize, now: SimTime, dt: SimTime) {
         let p = &self.procs[i];
         let want = pages(p.demand.at(now));
         let want_hot = (want as f64 * p.spec.hot_fraction.clamp(0.0, 1.0)).round() as u64;
@@ -439,17 +428,24 @@ impl Guest {
         if cold > want_cold {
             self.release_anon(i, cold - want_cold, false);
         }
-        if want_hot > hot {
-            let got = self.alloc_for(i, want_hot - hot);
-            if let Some(p) = self.procs.get_mut(i).filter(|p| p.alive) {
-                p.hot_res += got;
-            }
+        // A process faults its memory in at a finite pace.
+        let (need_hot, need_cold) = (want_hot.saturating_sub(hot), want_cold.saturating_sub(cold));
+        let grow = (need_hot + need_cold).min(dt.of_rate(FAULT_PAGES_PER_SEC));
+        let grow_hot = split_proportional(&[need_hot, need_cold], grow)[0];
+        self.grow_anon(i, grow_hot, true);
+        self.grow_anon(i, grow - grow_hot, false);
+    }
+
+    fn grow_anon(&mut self, i: usize, n: u64, hot: bool) {
+        if n == 0 || !self.procs[i].alive {
+            return;
         }
-        if self.procs[i].alive && want_cold > cold {
-            let got = self.alloc_for(i, want_cold - cold);
-            if self.procs[i].alive {
-                self.procs[i].cold_res += got;
-            }
+        let got = self.alloc_for(i, n);
+        let p = &mut self.procs[i];
+        if hot {
+            p.hot_res += got;
+        } else {
+            p.cold_res += got;
         }
     }
 
@@ -555,7 +551,6 @@ impl Guest {
         let mut rounds = 0;
         while got < n && self.procs[i].alive && rounds < MAX_OOM_ROUNDS {
             rounds += 1;
-            self.counters.alloc_stalls += 1;
             if !self.out_of_memory(i) {
                 break;
             }

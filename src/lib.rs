@@ -6,4 +6,5 @@ pub mod host;
 pub mod metrics;
 pub mod report;
 pub mod scenario;
+pub mod sim;
 pub mod workload;

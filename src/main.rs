@@ -1,1 +1,184 @@
-fn main() {}
+//! `memsim`: the command line. Each subcommand is a thin call into the library.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use memsim::scenario::{self, Scenario};
+
+/// Discrete-event simulator of memory overcommit on a KVM / Proxmox VE host:
+/// guests with working sets and page caches, the virtio-balloon driver, the guest OOM
+/// killer, and pvestatd's auto-ballooning replayed exactly.
+#[derive(Parser)]
+#[command(name = "memsim", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario and write its CSVs, summary and plots.
+    ///
+    /// Without SCENARIO, runs the built-in quickstart (scenarios/quickstart.yaml): a
+    /// 64 GiB host with a dozen VMs and a memory squeeze. Outputs go to
+    /// output/<scenario name>/ unless --out says otherwise.
+    Run {
+        /// Scenario YAML file.
+        scenario: Option<PathBuf>,
+        /// Output folder (default: output/<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads for the guests' steps (default: all cores). Results do not
+        /// depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Check a scenario file and list every problem in it (exit status 2 if any).
+    Validate {
+        /// Scenario YAML file.
+        scenario: PathBuf,
+    },
+    /// Answer "what would upstream do with these inputs" for a replayed component.
+    #[command(subcommand)]
+    Replay(Replay),
+}
+
+#[derive(Subcommand)]
+enum Replay {
+    /// pvestatd's allocator, `compute_alg1` (PVE/AutoBalloon.pm).
+    ///
+    /// Reads JSON lines on stdin, one case per line:
+    /// {"goal": <signed bytes>, "maxchange": <bytes, default 104857600>,
+    ///  "vms": {"<vmid>": {"balloon": .., "balloon_min": .., "maxmem": .., "shares": ..,
+    ///  "freemem": .., "lock": ..}}, "id": <echoed>}
+    /// and writes one JSON line per case: {"id": .., "res": {"<vmid>": <target bytes>}},
+    /// exactly the hash upstream returns. A malformed line is reported on stderr with
+    /// its line number and skipped.
+    Autoballoon,
+}
+
+/// The built-in default scenario, so `memsim run` works from any directory.
+const QUICKSTART: &str = include_str!("../scenarios/quickstart.yaml");
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Run {
+        scenario: None,
+        out: None,
+        threads: None,
+    });
+    match command {
+        Command::Run {
+            scenario,
+            out,
+            threads,
+        } => run(scenario.as_deref(), out, threads),
+        Command::Validate { scenario } => match scenario::load(&scenario) {
+            Ok(sc) => {
+                println!("{}: ok ({} VMs)", scenario.display(), sc.vms.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => bad_input(&e),
+        },
+        Command::Replay(Replay::Autoballoon) => {
+            let stdin = std::io::stdin();
+            let result =
+                memsim::autoballoon::replay(stdin.lock(), std::io::stdout(), std::io::stderr());
+            match result {
+                Ok(stats) if stats.lines_bad == 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(2),
+                Err(e) => fail(&anyhow::Error::from(e)),
+            }
+        }
+    }
+}
+
+fn load(path: Option<&Path>) -> Result<Scenario, scenario::ScenarioError> {
+    match path {
+        Some(p) => scenario::load(p),
+        None => scenario::parse(
+            QUICKSTART,
+            "scenarios/quickstart.yaml",
+            Path::new("scenarios"),
+        ),
+    }
+}
+
+fn run(path: Option<&Path>, out: Option<PathBuf>, threads: Option<usize>) -> ExitCode {
+    let sc = match load(path) {
+        Ok(sc) => sc,
+        Err(e) => return bad_input(&e),
+    };
+    let dir = out.unwrap_or_else(|| Path::new("output").join(&sc.name));
+    let pool = match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+    {
+        Ok(p) => p,
+        Err(e) => return fail(&e.into()),
+    };
+    let started = std::time::Instant::now();
+    let result = pool.install(|| memsim::sim::run(&sc));
+    let elapsed = started.elapsed();
+    match memsim::report::write_run(&dir, &sc, &result) {
+        Ok(paths) => {
+            let s = &result.summary;
+            let mut o = std::io::stdout().lock();
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            let _ = writeln!(
+                o,
+                "{}: {} VMs, {} simulated in {:.2} s",
+                sc.name,
+                s.vms,
+                humantime(s.duration_s),
+                elapsed.as_secs_f64()
+            );
+            let _ = writeln!(
+                o,
+                "  host memused peak {:.1} GiB, mean {:.1} GiB; above target {}",
+                gib(s.peak_memused_bytes),
+                gib(s.mean_memused_bytes),
+                humantime(s.time_above_target_s)
+            );
+            let _ = writeln!(
+                o,
+                "  balloon: {} commands, {:.1} GiB moved; guest swap-out {:.1} GiB, cache refaults {:.1} GiB",
+                s.balloon_commands,
+                gib(s.balloon_moved_bytes),
+                gib(s.guest_swap_out_pages * 4096),
+                gib(s.cache_refault_pages * 4096)
+            );
+            let _ = writeln!(
+                o,
+                "  guest OOM kills: {} {:?}; host OOM kills: {}",
+                s.guest_oom_kills, s.guest_oom_victims, s.host_oom_kills
+            );
+            let _ = writeln!(o, "  wrote {} files to {}", paths.len(), dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn humantime(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Bad user input: every problem on stderr, exit status 2, nothing written.
+fn bad_input(e: &scenario::ScenarioError) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(2)
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("memsim: {e:#}");
+    ExitCode::FAILURE
+}

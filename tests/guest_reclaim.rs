@@ -272,7 +272,7 @@ fn oom_guest(batch_adj: i32) -> (Guest, Vec<GuestEvent>) {
     procs[2].oom_score_adj = -1000;
     let mut g = Guest::boot(&vm(101, 10 * GIB, None, procs), 1, secs(60));
     let mut events = vec![];
-    for t in 1..=6 {
+    for t in 1..=12 {
         g.step(secs(t), secs(1));
         events.extend(g.take_events());
     }
@@ -309,4 +309,21 @@ fn oom_score_adj_picks_the_small_batch_job_first_and_never_sshd() {
     assert_eq!(*badness, expect);
     let (_, events) = oom_guest(0);
     assert_eq!(victims(&events).first(), Some(&"postgres"));
+}
+
+/// `validation_ideas.md` V1: inflating 7 GiB of an idle 8 GiB guest takes ≈4.1 s at
+/// the published rate (±50 %).
+#[test]
+fn inflating_an_idle_guest_runs_at_the_published_rate() {
+    let cfg = vm(101, 8 * GIB, None, vec![]);
+    let mut g = Guest::boot(&cfg, 1, secs(60));
+    g.set_balloon_target(GIB);
+    let want = g.balloon().target();
+    let mut t = 0;
+    while g.balloon().actual() < want && t < 60 {
+        t += 1;
+        g.step(secs(t), secs(1));
+    }
+    assert!((3..=6).contains(&t), "took {t} s");
+    assert_eq!(want, 7 * GIB / PAGE);
 }

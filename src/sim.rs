@@ -1,0 +1,695 @@
+//! The run loop: one [`Event`] enum, one queue, one loop.
+//!
+//! ```text
+//! Tick ─▶ every guest steps (workload, reclaim, swap, OOM, balloon driver) ─▶ host backs
+//!         the pages they touched, takes back what they discarded, swaps, OOM-kills VMs
+//! StatsPoll (2 s) ─▶ each guest's MEMFREE is what pvestatd will read as `freemem`
+//! PageReporting (2 s) ─▶ guests with free page reporting hand free blocks back
+//! Pvestatd (10 s) ─▶ host meminfo ─▶ goal ─▶ compute_alg1 ─▶ QMP `balloon` targets
+//! Sample ─▶ one row per host and per VM
+//! ```
+//!
+//! Periodic events that fall on the same instant run in a fixed order — tick, stats
+//! poll, page reporting, pvestatd, sample — because each chain is scheduled a few
+//! nanoseconds after the previous one ([`Phase`]); within one instant the queue's
+//! insertion order decides. VM lifecycle events (start, stop, migration) run before
+//! the tick of their instant. Guests step in parallel (each owns its memory and its
+//! own random stream); everything that touches shared state — the host, the event
+//! log — runs afterwards in VM order, so the result does not depend on the number of
+//! threads.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use crate::autoballoon::{self, VmStatus};
+use crate::balloon::PAGE;
+use crate::engine::{EventQueue, SimTime};
+use crate::guest::{Counters, Guest, GuestEvent, HostDelta};
+use crate::host::{Host, OutOfMemory};
+use crate::metrics::{Event as Record, EventKind, HostSample, RunResult, Summary, VmSample};
+use crate::scenario::{Scenario, VmConfig};
+
+/// The one event type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    VmStart(usize),
+    VmStop(usize),
+    MigrationStart(usize),
+    MigrationEnd(usize),
+    Tick,
+    StatsPoll,
+    PageReporting,
+    Pvestatd,
+    Sample,
+}
+
+/// Offsets that order periodic events falling on the same nominal instant.
+#[derive(Clone, Copy)]
+enum Phase {
+    Tick = 0,
+    StatsPoll = 1,
+    PageReporting = 2,
+    Pvestatd = 3,
+    Sample = 4,
+}
+
+impl Phase {
+    fn at(self, nominal: SimTime) -> SimTime {
+        SimTime(nominal.as_nanos() + self as u64)
+    }
+}
+
+/// qemu-server polls guest statistics every 2 s (`guest-stats-polling-interval`).
+const STATS_INTERVAL: SimTime = SimTime::from_secs(2);
+/// `PAGE_REPORTING_DELAY` in `mm/page_reporting.c`.
+const REPORTING_INTERVAL: SimTime = SimTime::from_secs(2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VmState {
+    NotStarted,
+    Running,
+    Stopped,
+    Killed,
+}
+
+impl VmState {
+    fn label(self) -> &'static str {
+        match self {
+            VmState::NotStarted | VmState::Stopped => "stopped",
+            VmState::Running => "running",
+            VmState::Killed => "killed",
+        }
+    }
+}
+
+struct Vm {
+    guest: Option<Guest>,
+    state: VmState,
+    migrating: bool,
+    /// Last MEMFREE the guest reported, bytes (None until the first report).
+    stat_free: Option<u64>,
+    /// Counters at the previous sample, for per-sample deltas.
+    last: Counters,
+    /// Counters of guests that ended (so totals survive a stop or kill).
+    ended: Counters,
+    /// Counters at the previous tick, to notice when reclaim or swapping starts.
+    prev_tick: Counters,
+    /// Last tick with page cache reclaim / with swap-out.
+    reclaim_seen: Option<SimTime>,
+    swap_seen: Option<SimTime>,
+    ended_moved_pages: u64,
+}
+
+impl Vm {
+    fn counters(&self) -> Counters {
+        let now = self.guest.as_ref().map(Guest::counters).unwrap_or_default();
+        add_counters(now, self.ended)
+    }
+}
+
+fn add_counters(a: Counters, b: Counters) -> Counters {
+    Counters {
+        swap_in: a.swap_in + b.swap_in,
+        swap_out: a.swap_out + b.swap_out,
+        cache_refaults: a.cache_refaults + b.cache_refaults,
+        major_faults: a.major_faults + b.major_faults,
+        oom_kills: a.oom_kills + b.oom_kills,
+        cache_reclaimed: a.cache_reclaimed + b.cache_reclaimed,
+    }
+}
+
+/// A run in progress.
+struct Sim<'a> {
+    sc: &'a Scenario,
+    queue: EventQueue<Event>,
+    host: Host,
+    vms: Vec<Vm>,
+    out: RunResult,
+    last_goal: i64,
+    balloon_commands: u64,
+    /// Last tick with host swap-out.
+    host_swap_seen: Option<SimTime>,
+}
+
+/// Runs a scenario to its end and returns everything it recorded.
+pub fn run(sc: &Scenario) -> RunResult {
+    let mut sim = Sim::new(sc);
+    while let Some((t, ev)) = sim.queue.pop() {
+        if t > Phase::Sample.at(sc.duration) {
+            break;
+        }
+        sim.handle(t, ev);
+    }
+    sim.finish()
+}
+
+impl<'a> Sim<'a> {
+    fn new(sc: &'a Scenario) -> Sim<'a> {
+        let mut queue = EventQueue::default();
+        for (i, vm) in sc.vms.iter().enumerate() {
+            queue.schedule(vm.start_at, Event::VmStart(i));
+            if let Some(stop) = vm.stop_at {
+                queue.schedule(stop, Event::VmStop(i));
+            }
+            for &(from, to) in &vm.migrations {
+                queue.schedule(from, Event::MigrationStart(i));
+                queue.schedule(to, Event::MigrationEnd(i));
+            }
+        }
+        queue.schedule(Phase::Tick.at(sc.tick), Event::Tick);
+        queue.schedule(Phase::StatsPoll.at(STATS_INTERVAL), Event::StatsPoll);
+        queue.schedule(
+            Phase::PageReporting.at(REPORTING_INTERVAL),
+            Event::PageReporting,
+        );
+        if sc.pvestatd.enabled {
+            // pvestatd skips its first cycle after start ("cycle 0").
+            queue.schedule(Phase::Pvestatd.at(sc.pvestatd.interval), Event::Pvestatd);
+        }
+        queue.schedule(Phase::Sample.at(SimTime::ZERO), Event::Sample);
+        let vms = sc
+            .vms
+            .iter()
+            .map(|_| Vm {
+                guest: None,
+                state: VmState::NotStarted,
+                migrating: false,
+                stat_free: None,
+                last: Counters::default(),
+                ended: Counters::default(),
+                prev_tick: Counters::default(),
+                reclaim_seen: None,
+                swap_seen: None,
+                ended_moved_pages: 0,
+            })
+            .collect();
+        Sim {
+            sc,
+            queue,
+            host: Host::new(&sc.host, sc.vms.len()),
+            vms,
+            out: RunResult::default(),
+            last_goal: 0,
+            balloon_commands: 0,
+            host_swap_seen: None,
+        }
+    }
+
+    fn handle(&mut self, t: SimTime, ev: Event) {
+        match ev {
+            Event::VmStart(i) => self.start_vm(t, i),
+            Event::VmStop(i) => self.end_vm(t, i, VmState::Stopped),
+            Event::MigrationStart(i) | Event::MigrationEnd(i) => {
+                let start = matches!(ev, Event::MigrationStart(_));
+                self.vms[i].migrating = start;
+                let kind = if start {
+                    EventKind::MigrationStart
+                } else {
+                    EventKind::MigrationEnd
+                };
+                self.record(t, self.sc.vms[i].vmid, kind, 0, String::new());
+            }
+            Event::Tick => {
+                self.tick(t);
+                self.again(t, self.sc.tick, ev);
+            }
+            Event::StatsPoll => {
+                self.poll_stats();
+                self.again(t, STATS_INTERVAL, ev);
+            }
+            Event::PageReporting => {
+                self.report_free_pages(t);
+                self.again(t, REPORTING_INTERVAL, ev);
+            }
+            Event::Pvestatd => {
+                self.pvestatd(t);
+                self.again(t, self.sc.pvestatd.interval, ev);
+            }
+            Event::Sample => {
+                self.sample(t);
+                self.again(t, self.sc.sample_interval, ev);
+            }
+        }
+    }
+
+    fn again(&mut self, t: SimTime, period: SimTime, ev: Event) {
+        self.queue.schedule(t + period, ev);
+    }
+
+    fn cfg(&self, i: usize) -> &'a VmConfig {
+        &self.sc.vms[i]
+    }
+
+    fn record(&mut self, t: SimTime, vmid: u32, kind: EventKind, value: i64, detail: String) {
+        self.out.events.push(Record {
+            t_s: nominal(t).as_secs_f64(),
+            vmid,
+            kind,
+            value,
+            detail,
+        });
+    }
+
+    // ---- VM lifecycle ----------------------------------------------------------------
+
+    /// QEMU starts and the guest boots. qemu-server then sets the balloon target to
+    /// `balloon_min` at once (`vm_start`), so pvestatd has to grow the VM back.
+    fn start_vm(&mut self, t: SimTime, i: usize) {
+        let cfg = self.cfg(i);
+        let mut guest = Guest::boot(cfg, self.sc.seed, self.sc.duration);
+        if let (true, Some(min)) = (cfg.balloon_device, cfg.balloon_min.filter(|&m| m > 0)) {
+            guest.set_balloon_target(min);
+        }
+        let vm = &mut self.vms[i];
+        vm.guest = Some(guest);
+        vm.state = VmState::Running;
+        vm.stat_free = None;
+        self.record(
+            t,
+            cfg.vmid,
+            EventKind::VmStart,
+            cfg.memory as i64,
+            String::new(),
+        );
+        let pinned = cfg.passthrough || cfg.hugepages;
+        if let Err(oom) = self.host.start_vm(i, cfg.memory / PAGE, pinned) {
+            self.host_oom(t, oom);
+        }
+    }
+
+    fn end_vm(&mut self, t: SimTime, i: usize, state: VmState) {
+        let vm = &mut self.vms[i];
+        let Some(guest) = vm.guest.take() else {
+            return;
+        };
+        vm.ended = add_counters(vm.ended, guest.counters());
+        let b = guest.balloon();
+        vm.ended_moved_pages += b.inflated_pages + b.deflated_pages;
+        vm.state = state;
+        vm.stat_free = None;
+        self.host.stop_vm(i);
+        if state == VmState::Stopped {
+            self.record(t, self.cfg(i).vmid, EventKind::VmStop, 0, String::new());
+        }
+    }
+
+    /// The host could not find memory: its OOM killer kills the biggest QEMU.
+    fn host_oom(&mut self, t: SimTime, oom: OutOfMemory) {
+        let Some(v) = self.host.oom_victim() else {
+            return;
+        };
+        let b = self.host.backing(v);
+        let vmid = self.cfg(v).vmid;
+        let detail = format!(
+            "host OOM killer killed QEMU of VM {vmid} ({}): rss {} MiB, swap {} MiB; {} MiB were missing",
+            self.cfg(v).name,
+            mib(b.resident + b.overhead),
+            mib(b.swapped),
+            mib(oom.shortfall)
+        );
+        self.end_vm(t, v, VmState::Killed);
+        self.record(
+            t,
+            vmid,
+            EventKind::HostOomKill,
+            (b.resident * PAGE) as i64,
+            detail,
+        );
+    }
+
+    // ---- periodic work ---------------------------------------------------------------
+
+    fn tick(&mut self, t: SimTime) {
+        let now = nominal(t);
+        let dt = self.sc.tick;
+        let host_swap_before = self.host.counters().swap_out;
+        self.vms
+            .par_iter_mut()
+            .filter_map(|vm| vm.guest.as_mut())
+            .for_each(|g| g.step(now, dt));
+        for i in 0..self.vms.len() {
+            self.settle_guest(t, i);
+        }
+        let hot: Vec<(u64, u64)> = self
+            .vms
+            .iter()
+            .map(|vm| {
+                vm.guest
+                    .as_ref()
+                    .map_or((0, 0), |g| (g.hot_resident(), g.touched()))
+            })
+            .collect();
+        for (_, oom) in self.host.step(dt, &hot) {
+            self.host_oom(t, oom);
+        }
+        self.record_host_swap_onset(t, host_swap_before);
+    }
+
+    /// Logs the start of a host swap-out episode (host swap-outs happen inside guest
+    /// settles and the host step; `before` is the counter at the start of the tick).
+    fn record_host_swap_onset(&mut self, t: SimTime, before: u64) {
+        let swapped = self.host.counters().swap_out - before;
+        if onset(&mut self.host_swap_seen, t, swapped > 0) {
+            let detail = format!(
+                "host swap-out started: {} MiB in the first second",
+                mib(swapped)
+            );
+            self.record(
+                t,
+                0,
+                EventKind::HostSwapOut,
+                (swapped * PAGE) as i64,
+                detail,
+            );
+        }
+    }
+
+    /// Passes a guest's host delta and events on, in VM order.
+    fn settle_guest(&mut self, t: SimTime, i: usize) {
+        let Some(g) = self.vms[i].guest.as_mut() else {
+            return;
+        };
+        let delta: HostDelta = g.take_delta();
+        let events = g.take_events();
+        let now = g.counters();
+        let prev = std::mem::replace(&mut self.vms[i].prev_tick, now);
+        self.record_pressure_onset(t, i, prev, now);
+        let vmid = self.cfg(i).vmid;
+        for e in events {
+            self.record_guest_event(t, vmid, e);
+        }
+        if let Err(oom) = self.host.apply(i, delta) {
+            self.host_oom(t, oom);
+        }
+    }
+
+    /// Logs the start of a reclaim or swap-out episode — activity after at least
+    /// [`EPISODE_GAP`] without — rather than every tick of it.
+    fn record_pressure_onset(&mut self, t: SimTime, i: usize, prev: Counters, now: Counters) {
+        let vmid = self.cfg(i).vmid;
+        let reclaimed = now.cache_reclaimed - prev.cache_reclaimed;
+        let swapped = now.swap_out - prev.swap_out;
+        let vm = &mut self.vms[i];
+        let cache_onset = onset(&mut vm.reclaim_seen, t, reclaimed > 0);
+        let swap_onset = onset(&mut vm.swap_seen, t, swapped > 0);
+        if cache_onset {
+            let mib = mib(reclaimed);
+            let detail = format!("page cache reclaim started: {mib} MiB in the first second");
+            self.record(
+                t,
+                vmid,
+                EventKind::ReclaimCache,
+                (reclaimed * PAGE) as i64,
+                detail,
+            );
+        }
+        if swap_onset {
+            let mib = mib(swapped);
+            let detail = format!("swap-out started: {mib} MiB in the first second");
+            self.record(t, vmid, EventKind::SwapOut, (swapped * PAGE) as i64, detail);
+        }
+    }
+
+    fn record_guest_event(&mut self, t: SimTime, vmid: u32, e: GuestEvent) {
+        let (kind, value, detail) = match e {
+            GuestEvent::OomKill {
+                process,
+                badness,
+                freed_pages,
+                triggered_by,
+            } => (
+                EventKind::GuestOomKill,
+                badness,
+                format!(
+                    "guest OOM: {triggered_by} invoked oom-killer; killed {process} (badness {badness}), freed {} MiB",
+                    mib(freed_pages)
+                ),
+            ),
+            GuestEvent::OomNoVictim { triggered_by } => (
+                EventKind::GuestOomKill,
+                0,
+                format!("guest OOM: {triggered_by} invoked oom-killer; no killable process"),
+            ),
+            GuestEvent::DeflateOnOom { pages } => (
+                EventKind::DeflateOnOom,
+                (pages * PAGE) as i64,
+                "deflate-on-oom released balloon pages instead of a kill".into(),
+            ),
+            GuestEvent::OutOfPuff { wanted } => (
+                EventKind::BalloonOutOfPuff,
+                (wanted * PAGE) as i64,
+                format!("balloon: Out of puff! Can't get {wanted} pages"),
+            ),
+            GuestEvent::ProcessRestart { process } => (
+                EventKind::ProcessRestart,
+                0,
+                format!("{process} restarted"),
+            ),
+        };
+        self.record(t, vmid, kind, value, detail);
+    }
+
+    fn poll_stats(&mut self) {
+        for (vm, cfg) in self.vms.iter_mut().zip(&self.sc.vms) {
+            vm.stat_free = match &vm.guest {
+                Some(g) if cfg.balloon_device && cfg.balloon_driver => Some(g.stat_free_bytes()),
+                _ => None,
+            };
+        }
+    }
+
+    fn report_free_pages(&mut self, t: SimTime) {
+        for i in 0..self.vms.len() {
+            if let Some(g) = self.vms[i].guest.as_mut() {
+                g.report_free_pages();
+            }
+            self.settle_guest(t, i);
+        }
+    }
+
+    /// One pvestatd `auto_ballooning` cycle (`PVE/Service/pvestatd.pm`).
+    fn pvestatd(&mut self, t: SimTime) {
+        let p = &self.sc.pvestatd;
+        let info = self.host.meminfo();
+        let memused = info.memused(p.memused);
+        let goal = autoballoon::goal(info.mem_total, memused, p.ballooning_target);
+        self.last_goal = goal;
+        let status = self.vmstatus();
+        let res = autoballoon::compute_alg1(&status, goal, p.maxchange as i64);
+        for (key, target) in res {
+            let i = self.index_of(&key);
+            let Some(g) = self.vms[i].guest.as_mut() else {
+                continue;
+            };
+            let current = g.balloon().actual_guest_bytes() as i64;
+            if target == current || target <= 0 {
+                continue;
+            }
+            g.set_balloon_target(target as u64);
+            self.balloon_commands += 1;
+            let cfg = self.cfg(i);
+            let detail = format!(
+                "pvestatd: goal {} MiB; {} {} MiB -> {} MiB",
+                goal >> 20,
+                cfg.name,
+                current >> 20,
+                target >> 20
+            );
+            self.record(
+                t,
+                cfg.vmid,
+                EventKind::BalloonTarget,
+                target - current,
+                detail,
+            );
+        }
+    }
+
+    /// qemu-server's `vmstatus`, keyed by vmid as a string: pvestatd applies results in
+    /// string order ("1000" before "999"), which this map keeps.
+    fn vmstatus(&self) -> BTreeMap<String, VmStatus> {
+        let mut out = BTreeMap::new();
+        for (vm, cfg) in self.vms.iter().zip(&self.sc.vms) {
+            let Some(g) = &vm.guest else { continue };
+            let min = cfg.balloon_min.filter(|&m| m > 0 && cfg.balloon_device);
+            let status = VmStatus {
+                balloon: cfg
+                    .balloon_device
+                    .then(|| g.balloon().actual_guest_bytes() as i64),
+                balloon_min: min.map(|m| m as i64),
+                maxmem: Some(cfg.memory as i64),
+                shares: min.map(|_| i64::from(cfg.shares)),
+                freemem: vm.stat_free.map(|f| f as i64),
+                lock: vm.migrating.then(|| "migrate".to_string()),
+            };
+            out.insert(cfg.vmid.to_string(), status);
+        }
+        out
+    }
+
+    fn index_of(&self, vmid: &str) -> usize {
+        self.sc
+            .vms
+            .iter()
+            .position(|v| v.vmid.to_string() == vmid)
+            .expect("compute_alg1 returns only vmids it was given")
+    }
+
+    // ---- recording -------------------------------------------------------------------
+
+    fn sample(&mut self, t: SimTime) {
+        let now = nominal(t);
+        let t_s = now.as_secs_f64();
+        let info = self.host.meminfo();
+        let p = &self.sc.pvestatd;
+        self.out.host.push(HostSample {
+            t_s,
+            mem_total_bytes: info.mem_total,
+            mem_free_bytes: info.mem_free,
+            buffers_bytes: info.buffers,
+            cached_bytes: info.cached,
+            mem_available_bytes: info.mem_available,
+            memused_bytes: info.memused(p.memused),
+            target_bytes: info.mem_total / 100 * u64::from(p.ballooning_target),
+            goal_bytes: self.last_goal,
+            host_reserved_bytes: self.host.reserved() * PAGE,
+            guest_resident_bytes: self.host.guest_resident() * PAGE,
+            qemu_overhead_bytes: self.host.qemu_overhead() * PAGE,
+            thp_deferred_bytes: self.host.thp_deferred() * PAGE,
+            zfs_arc_bytes: self.host.zfs_arc() * PAGE,
+            swap_total_bytes: self.host.swap_total() * PAGE,
+            swap_used_bytes: self.host.swap_used() * PAGE,
+            vms_running: self.vms.iter().filter(|v| v.guest.is_some()).count() as u32,
+        });
+        for i in 0..self.vms.len() {
+            let row = self.vm_sample(i, t_s);
+            self.out.vms.push(row);
+        }
+    }
+
+    fn vm_sample(&mut self, i: usize, t_s: f64) -> VmSample {
+        let cfg = self.cfg(i);
+        let backing = self.host.backing(i);
+        let vm = &mut self.vms[i];
+        let c = vm.counters();
+        let d = |now: u64, then: u64| now - then;
+        let mut row = VmSample {
+            t_s,
+            vmid: cfg.vmid,
+            name: cfg.name.clone(),
+            state: vm.state.label(),
+            maxmem_bytes: cfg.memory,
+            balloon_min_bytes: cfg.balloon_min.unwrap_or(cfg.memory),
+            swap_in_pages: d(c.swap_in, vm.last.swap_in),
+            swap_out_pages: d(c.swap_out, vm.last.swap_out),
+            cache_refault_pages: d(c.cache_refaults, vm.last.cache_refaults),
+            major_faults: d(c.major_faults, vm.last.major_faults),
+            oom_kills: c.oom_kills,
+            host_resident_bytes: backing.resident * PAGE,
+            host_swapped_bytes: backing.swapped * PAGE,
+            ..VmSample::default()
+        };
+        vm.last = c;
+        if let Some(g) = &vm.guest {
+            row.target_bytes = g.balloon().target_guest_bytes();
+            row.actual_bytes = g.balloon().actual_guest_bytes();
+            row.guest_mem_total_bytes = g.mem_total() * PAGE;
+            row.guest_mem_free_bytes = g.mem_free() * PAGE;
+            row.guest_cached_bytes = g.cached() * PAGE;
+            row.guest_anon_bytes = g.anon_resident() * PAGE;
+            row.guest_kernel_bytes = g.kernel() * PAGE;
+            row.guest_swap_used_bytes = g.swap_used() * PAGE;
+        }
+        row
+    }
+
+    fn finish(mut self) -> RunResult {
+        self.out.summary = self.summarize();
+        self.out
+    }
+
+    fn summarize(&self) -> Summary {
+        let sc = self.sc;
+        let host = &self.out.host;
+        let memused: Vec<u64> = host.iter().map(|h| h.memused_bytes).collect();
+        let above = host
+            .iter()
+            .filter(|h| h.memused_bytes > h.target_bytes)
+            .count();
+        let totals = self.vms.iter().fold(Counters::default(), |acc, vm| {
+            add_counters(acc, vm.counters())
+        });
+        let moved: u64 = self
+            .vms
+            .iter()
+            .map(|vm| {
+                vm.ended_moved_pages
+                    + vm.guest.as_ref().map_or(0, |g| {
+                        g.balloon().inflated_pages + g.balloon().deflated_pages
+                    })
+            })
+            .sum();
+        let events = &self.out.events;
+        let guest_victims = events
+            .iter()
+            .filter(|e| e.kind == EventKind::GuestOomKill && e.value != 0)
+            .map(|e| format!("{}/{}", e.vmid, victim_name(&e.detail)))
+            .collect();
+        let host_victims: Vec<u32> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::HostOomKill)
+            .map(|e| e.vmid)
+            .collect();
+        Summary {
+            scenario: sc.name.clone(),
+            seed: sc.seed,
+            duration_s: sc.duration.as_secs_f64(),
+            vms: sc.vms.len() as u32,
+            peak_memused_bytes: memused.iter().copied().max().unwrap_or(0),
+            mean_memused_bytes: memused.iter().sum::<u64>() / memused.len().max(1) as u64,
+            peak_host_swap_used_bytes: host.iter().map(|h| h.swap_used_bytes).max().unwrap_or(0),
+            time_above_target_s: above as f64 * sc.sample_interval.as_secs_f64(),
+            balloon_moved_bytes: moved * PAGE,
+            balloon_commands: self.balloon_commands,
+            guest_swap_in_pages: totals.swap_in,
+            guest_swap_out_pages: totals.swap_out,
+            cache_refault_pages: totals.cache_refaults,
+            guest_oom_kills: totals.oom_kills,
+            guest_oom_victims: guest_victims,
+            host_oom_kills: host_victims.len() as u64,
+            host_oom_victims: host_victims,
+        }
+    }
+}
+
+/// Quiet time that separates two pressure episodes in the event log.
+const EPISODE_GAP: SimTime = SimTime::from_secs(60);
+
+/// Whether activity at `t` starts a new episode; remembers `t` when active.
+fn onset(seen: &mut Option<SimTime>, t: SimTime, active: bool) -> bool {
+    if !active {
+        return false;
+    }
+    let new = seen.is_none_or(|last| t.saturating_sub(last) > EPISODE_GAP);
+    *seen = Some(t);
+    new
+}
+
+/// The nominal instant of an event (its time without the ordering phase).
+fn nominal(t: SimTime) -> SimTime {
+    SimTime(t.as_nanos() - t.as_nanos() % 1_000)
+}
+
+fn victim_name(detail: &str) -> &str {
+    detail
+        .split("killed ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or("?")
+}
+
+/// Pages as whole MiB, for messages.
+fn mib(pages: u64) -> u64 {
+    (pages * PAGE) >> 20
+}

@@ -1,0 +1,92 @@
+//! The `memsim` binary end to end: the default run, byte-identical outputs whatever
+//! the thread count, and bad input (exit status 2, every problem listed, nothing
+//! written).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn memsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_memsim"))
+        .args(args)
+        .output()
+        .expect("memsim runs")
+}
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn outputs_are_byte_identical_with_one_or_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for (dir, threads) in [(&a, "1"), (&b, "2")] {
+        let o = memsim(&["run", "--threads", threads, "--out", dir.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (fa, fb) = (files(&a), files(&b));
+    let names: Vec<&str> = fa.iter().map(|(n, _)| n.as_str()).collect();
+    for want in [
+        "timeseries_host.csv",
+        "timeseries_vms.csv",
+        "events.csv",
+        "summary.json",
+        "host_memory.png",
+        "host_memory.svg",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(fa == fb, "outputs differ between 1 and 2 threads");
+}
+
+#[test]
+fn bad_input_lists_every_problem_exits_2_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "duration: 1h\nhost:\n  memory: 8GiB\nvms:\n  - vmid: 100\n    memory: 4GiB\n    balloon: 6GiB\n    shares: 90000\n    colour: blue\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = memsim(&["run", bad.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.yaml:7: vms[0].balloon"), "{err}");
+    assert!(err.contains("bad.yaml:8: vms[0].shares"), "{err}");
+    assert!(err.contains("bad.yaml:9: vms[0].colour"), "{err}");
+    assert!(!out.exists(), "nothing may be written on bad input");
+    let v = memsim(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(2));
+    assert_eq!(v.stderr, o.stderr);
+}
+
+#[test]
+fn validate_accepts_the_shipped_scenarios() {
+    for f in ["scenarios/quickstart.yaml", "scenarios/large-48vm.yaml"] {
+        let o = memsim(&["validate", f]);
+        assert!(
+            o.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_missing_file_is_bad_input() {
+    let o = memsim(&["run", "no/such/scenario.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/scenario.yaml"));
+}
