@@ -153,14 +153,36 @@ fn run(path: Option<&Path>, out: Option<PathBuf>, threads: Option<usize>) -> Exi
             );
             let _ = writeln!(
                 o,
-                "  guest OOM kills: {} {:?}; host OOM kills: {}",
-                s.guest_oom_kills, s.guest_oom_victims, s.host_oom_kills
+                "  guest OOM kills: {}{}; host OOM kills: {}{}",
+                s.guest_oom_kills,
+                tally(&s.guest_oom_victims),
+                s.host_oom_kills,
+                tally(&s.host_oom_victims)
             );
             let _ = writeln!(o, "  wrote {} files to {}", paths.len(), dir.display());
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
     }
+}
+
+/// " (201/postgres ×17, 301/job)": victims with their kill counts, in first-kill order.
+fn tally<T: ToString>(victims: &[T]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for v in victims.iter().map(T::to_string) {
+        match counts.iter_mut().find(|(name, _)| *name == v) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((v, 1)),
+        }
+    }
+    if counts.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = counts
+        .into_iter()
+        .map(|(v, n)| if n == 1 { v } else { format!("{v} ×{n}") })
+        .collect();
+    format!(" ({})", parts.join(", "))
 }
 
 fn humantime(secs: f64) -> String {
