@@ -3,6 +3,7 @@ pub mod balloon;
 pub mod engine;
 pub mod guest;
 pub mod host;
+pub mod ksm;
 pub mod metrics;
 pub mod report;
 pub mod scenario;
