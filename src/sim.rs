@@ -619,8 +619,10 @@ impl<'a> Sim<'a> {
         let sc = self.sc;
         let host = &self.out.host;
         let memused: Vec<u64> = host.iter().map(|h| h.memused_bytes).collect();
+        // Each sample stands for the interval up to the next one; the last stands for none.
         let above = host
             .iter()
+            .take(host.len().saturating_sub(1))
             .filter(|h| h.memused_bytes > h.target_bytes)
             .count();
         let totals = self.vms.iter().fold(Counters::default(), |acc, vm| {

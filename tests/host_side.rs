@@ -235,3 +235,42 @@ fn free_page_reporting_returns_freed_memory_in_2_second_batches() {
     );
     assert!(steps.len() >= 3, "several 2-second passes: {steps:?}");
 }
+
+#[test]
+fn host_swap_absorbs_overcommit_before_the_host_oom_killer() {
+    let guest = |vmid| {
+        vm(
+            vmid,
+            6 * GIB,
+            None,
+            vec![process("app", Shape::Constant(4 * GIB + GIB / 2), 0.2, 0)],
+        )
+    };
+    let mut sc = scenario(8 * GIB, secs(300), vec![guest(101), guest(102)]);
+    sc.host.swap = 8 * GIB;
+    let r = memsim::sim::run(&sc);
+    assert_eq!(
+        r.summary.host_oom_kills, 0,
+        "{:?}",
+        r.summary.host_oom_victims
+    );
+    assert!(r.events.iter().any(|e| e.kind == EventKind::HostSwapOut));
+    let last = r.host.last().unwrap();
+    assert!(
+        last.swap_used_bytes > GIB,
+        "host swap used {} MiB",
+        last.swap_used_bytes / MIB
+    );
+    // Guest RAM is swapped LRU-blind, so each VM loses some of its RAM to host swap.
+    let swapped: Vec<u64> = r
+        .vms
+        .iter()
+        .rev()
+        .take(2)
+        .map(|v| v.host_swapped_bytes)
+        .collect();
+    assert!(swapped.iter().all(|&s| s > 0), "{swapped:?}");
+    // Without swap the same host must kill a VM.
+    sc.host.swap = 0;
+    assert_eq!(memsim::sim::run(&sc).summary.host_oom_kills, 1);
+}
