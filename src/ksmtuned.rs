@@ -446,6 +446,7 @@ impl Ksmtuned {
         self.sysfs
     }
 
+    /// Whether the daemon runs, never started or exited.
     pub fn status(&self) -> &Status {
         &self.status
     }
