@@ -35,9 +35,11 @@
 //! arithmetic with truncating division, `[ … ]` comparisons that are false when an
 //! operand is not a 64-bit integer, awk's double sums, and the kernel's acceptance of
 //! what is written (`kstrtouint`: a value outside `0..=2^32-1` is rejected and the
-//! file keeps its old value). What the daemon did before its first cycle is
-//! [`Variant::boot_sysfs`]. The configuration file is [`Config`]; [`replay`] answers
-//! traces of `total free committed` lines (`memsim replay ksmtuned`).
+//! file keeps its old value). Until the first write, sysfs holds what the variant's
+//! packaging left at boot ([`Variant::boot_sysfs`]). The configuration file is
+//! [`Config`]; [`replay`] answers traces of `total free committed` lines
+//! (`memsim replay ksmtuned`). Tests compare with the real scripts
+//! (`tests/ksmtuned_differential.rs`).
 //!
 //! Sources: the original is `ksmtuned` in `ksm-control-scripts.org.tar.gz` inside
 //! Proxmox's `ksm-control-daemon` repository (upstream commit 464093e, 2010-09-27);
