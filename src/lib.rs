@@ -4,6 +4,7 @@ pub mod engine;
 pub mod guest;
 pub mod host;
 pub mod ksm;
+pub mod ksmtuned;
 pub mod metrics;
 pub mod report;
 pub mod scenario;
