@@ -58,6 +58,23 @@ enum Replay {
     /// exactly the hash upstream returns. A malformed line is reported on stderr with
     /// its line number and skipped.
     Autoballoon,
+    /// The ksmtuned daemon (all variants), cycle by cycle.
+    ///
+    /// Reads lines `total_kib free_kib committed_kib`, one per monitor cycle, from TRACE
+    /// (stdin if absent) and prints per cycle `run npages sleep_ms`: the sysfs values the
+    /// real daemon leaves after that cycle (frozen once a variant's daemon would have
+    /// died). Variants: proxmox (ksm-control-daemon 1.5, the current default),
+    /// proxmox-1.4, fedora, debian, original-2010.
+    Ksmtuned {
+        /// Which ksmtuned script to replay.
+        #[arg(long, default_value = "proxmox")]
+        variant: String,
+        /// A ksmtuned.conf to read instead of the variant's defaults.
+        #[arg(long)]
+        conf: Option<PathBuf>,
+        /// Trace file (default: stdin).
+        trace: Option<PathBuf>,
+    },
 }
 
 /// The built-in default scenario, so `memsim run` works from any directory.
@@ -83,6 +100,11 @@ fn main() -> ExitCode {
             }
             Err(e) => bad_input(&e),
         },
+        Command::Replay(Replay::Ksmtuned {
+            variant,
+            conf,
+            trace,
+        }) => replay_ksmtuned(&variant, conf.as_deref(), trace.as_deref()),
         Command::Replay(Replay::Autoballoon) => {
             let stdin = std::io::stdin();
             let result =
@@ -94,6 +116,36 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn replay_ksmtuned(variant: &str, conf: Option<&Path>, trace: Option<&Path>) -> ExitCode {
+    let variant: memsim::ksmtuned::Variant = match variant.parse() {
+        Ok(v) => v,
+        Err(e) => return usage(&e),
+    };
+    let conf = match conf.map(memsim::ksmtuned::load_conf).transpose() {
+        Ok(c) => c,
+        Err(e) => return usage(&e.to_string()),
+    };
+    let (out, err) = (std::io::stdout(), std::io::stderr());
+    let result = match trace {
+        None => memsim::ksmtuned::replay(variant, conf, std::io::stdin().lock(), out, err),
+        Some(path) => match std::fs::File::open(path) {
+            Ok(f) => memsim::ksmtuned::replay(variant, conf, std::io::BufReader::new(f), out, err),
+            Err(e) => return usage(&format!("{}: {e}", path.display())),
+        },
+    };
+    match result {
+        Ok(stats) if stats.lines_bad == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(2),
+        Err(e) => fail(&e.into()),
+    }
+}
+
+/// A bad argument or input file: one line on stderr, exit status 2.
+fn usage(message: &str) -> ExitCode {
+    eprintln!("memsim: {message}");
+    ExitCode::from(2)
 }
 
 fn load(path: Option<&Path>) -> Result<Scenario, scenario::ScenarioError> {

@@ -11,7 +11,7 @@
 //!
 //! Periodic events that fall on the same instant run in a fixed order — tick, stats
 //! poll, page reporting, pvestatd, sample — because each chain is scheduled a few
-//! nanoseconds after the previous one ([`Phase`]); within one instant the queue's
+//! nanoseconds after the previous one (`Phase`); within one instant the queue's
 //! insertion order decides. VM lifecycle events (start, stop, migration) run before
 //! the tick of their instant. Guests step in parallel (each owns its memory and its
 //! own random stream); everything that touches shared state — the host, the event
