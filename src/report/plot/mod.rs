@@ -35,7 +35,7 @@ use crate::scenario::Scenario;
 use series::Points;
 
 /// Family name under which the bundled font is registered.
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 static FONT_DATA: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
@@ -73,7 +73,9 @@ pub(super) fn stage_all(
     jobs.par_iter().map(|job| job(dir)).collect()
 }
 
-fn register_bundled_font() {
+/// Registers the bundled font under [`FONT`] (once per process). Other figures of
+/// the crate (the KSM calibration plot) call it too.
+pub(crate) fn register_bundled_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let registered = register_font(FONT, FontStyle::Normal, FONT_DATA);
