@@ -54,7 +54,7 @@ impl Host {
 
     /// `allocate_memory`: mmap private anonymous, memset with `fill`, mprotect.
     fn allocate(&mut self, pages: u32, fill: u64, opts: MmOptions) -> MmId {
-        let mm = self.k.add_mm(pages, opts);
+        let mm = self.k.add_mm(pages, opts).unwrap();
         self.k.populate(mm, 0, pages, |_| fill).unwrap();
         mm
     }
@@ -337,7 +337,7 @@ fn test_prot_none() {
 #[test]
 fn test_prctl() {
     let mut h = Host::functional();
-    let mm = h.k.add_mm(AREA, MmOptions::default());
+    let mm = h.k.add_mm(AREA, MmOptions::default()).unwrap();
     h.k.set_merge_any(h.now, mm, true).unwrap();
     assert!(h.k.mm_stat(mm).unwrap().ksm_merge_any);
     h.k.set_merge_any(h.now, mm, false).unwrap();
@@ -348,7 +348,7 @@ fn test_prctl() {
 fn test_prctl_fork() {
     let mut h = Host::functional();
     h.set(Sysfs::Run(2));
-    let parent = h.k.add_mm(AREA, MmOptions::default());
+    let parent = h.k.add_mm(AREA, MmOptions::default()).unwrap();
     h.k.set_merge_any(h.now, parent, true).unwrap();
     let child = h.k.fork_mm(h.now, parent).unwrap();
     assert!(h.k.mm_stat(child).unwrap().ksm_merge_any);
@@ -365,12 +365,12 @@ fn test_prctl_fork() {
 fn test_prctl_fork_exec() {
     let mut h = Host::functional();
     h.set(Sysfs::Run(2));
-    let parent = h.k.add_mm(AREA, MmOptions::default());
+    let parent = h.k.add_mm(AREA, MmOptions::default()).unwrap();
     h.k.set_merge_any(h.now, parent, true).unwrap();
     let child = h.k.fork_mm(h.now, parent).unwrap();
     let inherited = h.k.mm_stat(child).unwrap().ksm_merge_any;
     h.k.exit_mm(child).unwrap();
-    let exec = h.k.add_mm(AREA, MmOptions::default());
+    let exec = h.k.add_mm(AREA, MmOptions::default()).unwrap();
     h.k.set_merge_any(h.now, exec, inherited).unwrap();
     assert!(h.k.mm_stat(exec).unwrap().ksm_merge_any);
     h.k.populate(exec, 0, AREA, |_| XCF).unwrap();

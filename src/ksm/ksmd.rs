@@ -52,14 +52,15 @@
 
 use super::hash::{mix64, IntMap};
 use super::mm::{
-    Mm, MmState, Pages, ITEM, MERGEABLE, PTE_ANON, PTE_KSM, PTE_MASK, PTE_NONE, PTE_ZERO, STABLE,
-    UNSTABLE,
+    Mm, MmState, Pages, Smart, ITEM, MERGEABLE, PTE_ANON, PTE_KSM, PTE_MASK, PTE_NONE, PTE_ZERO,
+    STABLE, UNSTABLE,
 };
 use super::stable::{Root, StableTree, NONE};
 use super::timing::{
     msecs_to_jiffies, scan_time_advisor, AdvisorCtx, AdvisorMode, AdvisorTunables, CostModel,
 };
 use super::trace::{Counters, ProcessCounters};
+use super::unstable::UnstableTable;
 use crate::engine::SimTime;
 
 /// Content id of a zero-filled page.
@@ -101,6 +102,8 @@ pub enum KsmError {
         end: u32,
         len: u32,
     },
+    #[error("no room for {0} more pages (at most 2^32 pages in all live mms)")]
+    TooManyPages(u32),
 }
 
 /// A sysfs write the kernel refuses.
@@ -265,8 +268,13 @@ pub struct Ksmd {
     /// Completed full scans (`ksm_scan.seqnr`).
     seqnr: u64,
     stable: StableTree,
-    /// Unstable trees per NUMA node: checksum → page (see `unstable_tree_search_insert`).
-    unstable: Vec<IntMap<u32, u64>>,
+    /// Unstable trees per NUMA node: checksum → global page index (see
+    /// `unstable_tree_search_insert`).
+    unstable: Vec<UnstableTable>,
+    /// Live mms' page ranges in the global page numbering: `(base, pages, mm)` by base.
+    spaces: Vec<(u32, u32, u32)>,
+    /// Free ranges of the global page numbering, by base.
+    free_space: Vec<(u32, u32)>,
     /// rmap_items still hanging off a stable node whose page they no longer map
     /// (written, unmapped, unmerged): what `remove_node_from_stable_tree` must walk
     /// when the node turns out stale.
@@ -304,7 +312,9 @@ impl Ksmd {
             scan_addr: 0,
             seqnr: 0,
             stable: StableTree::new(1),
-            unstable: vec![IntMap::default()],
+            unstable: vec![UnstableTable::default()],
+            spaces: Vec::new(),
+            free_space: vec![(0, u32::MAX)],
             detached: IntMap::default(),
             pages_shared: 0,
             pages_sharing: 0,
@@ -350,15 +360,79 @@ impl Ksmd {
     // ----- mms -----------------------------------------------------------------
 
     /// A new process with `pages` pages of one private anonymous mapping, none present
-    /// yet and none mergeable.
-    pub fn add_mm(&mut self, pages: u32, opts: MmOptions) -> MmId {
+    /// yet and none mergeable. Fails only when the live mms would hold more than 2^32
+    /// pages together.
+    pub fn add_mm(&mut self, pages: u32, opts: MmOptions) -> Result<MmId, KsmError> {
         let numa = opts
             .numa
             .into_iter()
             .map(|(p, n)| (p, n.min(self.numa_nodes - 1)))
             .collect();
-        self.mms.push(Mm::new(pages, numa, opts.hugetlb));
-        MmId((self.mms.len() - 1) as u32)
+        let base = self.alloc_space(pages)?;
+        let id = self.mms.len() as u32;
+        self.mms.push(Mm::new(pages, base, numa, opts.hugetlb));
+        self.insert_space(base, pages, id);
+        Ok(MmId(id))
+    }
+
+    /// First fit in the free ranges of the global page numbering.
+    fn alloc_space(&mut self, pages: u32) -> Result<u32, KsmError> {
+        let i = self
+            .free_space
+            .iter()
+            .position(|(_, len)| *len >= pages)
+            .ok_or(KsmError::TooManyPages(pages))?;
+        let (base, len) = self.free_space[i];
+        if len == pages {
+            self.free_space.remove(i);
+        } else {
+            self.free_space[i] = (base + pages, len - pages);
+        }
+        Ok(base)
+    }
+
+    fn insert_space(&mut self, base: u32, pages: u32, mm: u32) {
+        let at = self.spaces.partition_point(|s| s.0 < base);
+        self.spaces.insert(at, (base, pages, mm));
+    }
+
+    fn free_space_of(&mut self, mm: u32) {
+        let Some(i) = self.spaces.iter().position(|s| s.2 == mm) else {
+            return;
+        };
+        let (base, len, _) = self.spaces.remove(i);
+        if len == 0 {
+            return;
+        }
+        let at = self.free_space.partition_point(|f| f.0 < base);
+        self.free_space.insert(at, (base, len));
+        // coalesce with the neighbours
+        if at + 1 < self.free_space.len() {
+            let (b, l) = self.free_space[at];
+            let (nb, nl) = self.free_space[at + 1];
+            if b.checked_add(l) == Some(nb) {
+                self.free_space[at] = (b, l.saturating_add(nl));
+                self.free_space.remove(at + 1);
+            }
+        }
+        if at > 0 {
+            let (pb, pl) = self.free_space[at - 1];
+            let (b, l) = self.free_space[at];
+            if pb.checked_add(pl) == Some(b) {
+                self.free_space[at - 1] = (pb, pl.saturating_add(l));
+                self.free_space.remove(at);
+            }
+        }
+    }
+
+    fn global(&self, r: PageRef) -> u32 {
+        self.mms[r.mm as usize].base + r.page
+    }
+
+    fn page_at_global(&self, g: u32) -> Option<PageRef> {
+        let i = self.spaces.partition_point(|s| s.0 <= g).checked_sub(1)?;
+        let (base, len, mm) = self.spaces[i];
+        (g - base < len).then_some(PageRef { mm, page: g - base })
     }
 
     fn live_mm(&self, mm: MmId) -> Result<&Mm, KsmError> {
@@ -511,8 +585,10 @@ impl Ksmd {
     /// plain zero pages, not counted). Registered with ksmd if the parent is; its
     /// `ksm_stat` counters start at zero (6.18).
     pub fn fork_mm(&mut self, now: SimTime, parent: MmId) -> Result<MmId, KsmError> {
-        let p = self.live_mm(parent)?;
-        let mut child = Mm::new(p.pages.len(), p.numa.clone(), p.hugetlb);
+        let len = self.live_mm(parent)?.pages.len();
+        let base = self.alloc_space(len)?;
+        let p = &self.mms[parent.0 as usize];
+        let mut child = Mm::new(len, base, p.numa.clone(), p.hugetlb);
         child.merge_any = p.merge_any;
         let registered = p.registered;
         let mut ksm_maps = Vec::new();
@@ -540,6 +616,7 @@ impl Ksmd {
         }
         self.mms.push(child);
         let id = (self.mms.len() - 1) as u32;
+        self.insert_space(base, len, id);
         if registered {
             self.ksm_enter(now, id);
         }
@@ -547,6 +624,7 @@ impl Ksmd {
     }
 
     fn release_mm(&mut self, mm: u32) {
+        self.free_space_of(mm);
         let m = &mut self.mms[mm as usize];
         m.state = MmState::Gone;
         m.registered = false;
@@ -726,7 +804,7 @@ impl Ksmd {
                 self.tun.merge_across_nodes = on;
                 let trees = if on { 1 } else { usize::from(self.numa_nodes) };
                 self.stable.set_trees(trees);
-                self.unstable.resize_with(trees, IntMap::default);
+                self.unstable.resize_with(trees, UnstableTable::default);
             }
             Sysfs::StableNodeChainsPruneMillisecs(v) => {
                 self.tun.stable_node_chains_prune_millisecs = u64::from(uint(v)?)
@@ -864,6 +942,35 @@ impl Ksmd {
         self.counters()
     }
 
+    /// Runs ksmd until `n` more full scans have completed (or `limit` is reached) and
+    /// returns the counters then; the time is [`Ksmd::now`].
+    pub fn run_full_scans(&mut self, n: u64, limit: SimTime) -> Counters {
+        let target = self.seqnr.saturating_add(n);
+        while self.seqnr < target {
+            match self.thread {
+                Thread::Idle => break,
+                Thread::Sleeping(w) => {
+                    if w >= limit {
+                        break;
+                    }
+                    self.begin_batch(w);
+                }
+                Thread::Batch { .. } => {
+                    if self.clock >= limit {
+                        break;
+                    }
+                    self.batch_step();
+                }
+            }
+        }
+        self.counters()
+    }
+
+    /// ksmd's own clock: the end of its last step.
+    pub fn now(&self) -> SimTime {
+        self.clock
+    }
+
     fn finish_batch(&mut self) {
         while let Thread::Batch { .. } = self.thread {
             self.batch_step();
@@ -928,7 +1035,7 @@ impl Ksmd {
                 self.advisor.start_scan = self.clock;
             }
             for t in &mut self.unstable {
-                t.clear();
+                t.reset();
             }
             self.cursor = Some(0);
             self.scan_addr = 0;
@@ -1030,8 +1137,7 @@ impl Ksmd {
         let m = &mut self.mms[r.mm as usize];
         m.pages.flags[p] = (m.pages.flags[p] & !(STABLE | UNSTABLE)) | ITEM;
         m.pages.checksum[p] = 0;
-        m.pages.age[p] = 0;
-        m.pages.skips[p] = 0;
+        m.pages.smart[p] = 0;
         m.rmap_items += 1;
         self.rmap_items += 1;
     }
@@ -1050,18 +1156,19 @@ impl Ksmd {
         }
         let p = r.page as usize;
         let pages = self.pages_mut(r.mm);
-        let age = pages.age[p];
-        if age != u8::MAX {
-            pages.age[p] = age + 1;
-        }
+        let smart = Smart(pages.smart[p]);
+        let age = smart.age();
+        let skips = smart.remaining_skips();
+        let aged = age.saturating_add(1).min(Smart::AGE_MAX);
         if age < 3 {
+            pages.smart[p] = Smart::new(aged, skips).0;
             return false;
         }
-        if pages.skips[p] == 0 {
-            pages.skips[p] = skip_age(age);
+        if skips == 0 {
+            pages.smart[p] = Smart::new(aged, skip_age(age)).0;
             return false;
         }
-        pages.skips[p] -= 1;
+        pages.smart[p] = Smart::new(aged, skips - 1).0;
         self.pages_skipped += 1;
         self.remove_rmap_item_from_tree(r);
         true
@@ -1237,15 +1344,12 @@ impl Ksmd {
             let m = &mut self.mms[r.mm as usize];
             m.pages.flags[p] &= !UNSTABLE;
             // Only an item inserted in this pass is still in a tree (the others were
-            // thrown away with the tree at the pass start).
-            if m.pages.seq[p] == self.seqnr as u8 {
-                let key = m.pages.checksum[p];
-                let nid = usize::from(self.tree_nid(r));
-                if let Some(t) = self.unstable.get_mut(nid) {
-                    if t.get(&key) == Some(&r.pack()) {
-                        t.remove(&key);
-                    }
-                }
+            // thrown away with the tree at the pass start): the table says which.
+            let key = m.pages.checksum[p];
+            let g = self.global(r);
+            let nid = usize::from(self.tree_nid(r));
+            if let Some(t) = self.unstable.get_mut(nid) {
+                t.remove(key, g);
             }
             self.pages_unshared -= 1;
         }
@@ -1377,8 +1481,12 @@ impl Ksmd {
         nid: u16,
     ) -> Option<PageRef> {
         let table = usize::from(nid);
-        if let Some(&v) = self.unstable.get(table).and_then(|t| t.get(&cs)) {
-            let t = PageRef::unpack(v);
+        if let Some(t) = self
+            .unstable
+            .get(table)
+            .and_then(|t| t.get(cs))
+            .and_then(|g| self.page_at_global(g))
+        {
             let tm = &self.mms[t.mm as usize];
             if tm.state != MmState::Active {
                 return None;
@@ -1391,12 +1499,10 @@ impl Ksmd {
                 return Some(t);
             }
         }
-        let seq = self.seqnr as u8;
-        let m = &mut self.mms[r.mm as usize];
-        m.pages.flags[r.page as usize] |= UNSTABLE;
-        m.pages.seq[r.page as usize] = seq;
+        let g = self.global(r);
+        self.mms[r.mm as usize].pages.flags[r.page as usize] |= UNSTABLE;
         if let Some(t) = self.unstable.get_mut(table) {
-            t.insert(cs, r.pack());
+            t.insert(cs, g);
         }
         self.pages_unshared += 1;
         None
@@ -1486,11 +1592,7 @@ impl Ksmd {
             .map(|m| m.pages.heap_bytes() + m.numa.capacity() * 8)
             .sum::<usize>()
             + self.mms.capacity() * std::mem::size_of::<Mm>();
-        let unstable: usize = self
-            .unstable
-            .iter()
-            .map(|t| t.capacity() * (std::mem::size_of::<(u32, u64)>() + 1))
-            .sum();
+        let unstable: usize = self.unstable.iter().map(UnstableTable::heap_bytes).sum();
         let detached: usize = self.detached.values().map(|v| v.capacity() * 8 + 40).sum();
         mms + unstable + detached + self.stable.heap_bytes() + self.list.capacity() * 4
     }
@@ -1502,7 +1604,9 @@ mod tests {
 
     fn setup(contents: &[u64]) -> (Ksmd, MmId) {
         let mut k = Ksmd::new(1);
-        let mm = k.add_mm(contents.len() as u32, MmOptions::default());
+        let mm = k
+            .add_mm(contents.len() as u32, MmOptions::default())
+            .unwrap();
         k.populate(mm, 0, contents.len() as u32, |p| contents[p as usize])
             .unwrap();
         k.set(SimTime::ZERO, Sysfs::SleepMillisecs(0)).unwrap();

@@ -6,9 +6,11 @@
 //! slot in a few parallel arrays (20 bytes per page): the page's content id, the
 //! rmap_item's `oldchecksum`, one stable-node index shared by the PTE (the KSM page it
 //! maps) and the rmap_item (`head`, the node it hangs off — when both are set they are
-//! the same node), and one byte each of flags, unstable `seqnr`, smart-scan `age` and
-//! `remaining_skips`. "The rmap_item exists" is a flag, and the list order is the
-//! address order of the arrays.
+//! the same node), a byte of flags and a byte for smart scan's `age` and
+//! `remaining_skips` (18 bytes per page). "The rmap_item exists" is a flag, and the
+//! list order is the address order of the arrays. The pass number upstream keeps with an
+//! unstable rmap_item is not needed: the unstable table itself tells whether the item
+//! was filed in the current pass.
 
 use super::stable::NONE;
 
@@ -28,8 +30,27 @@ pub const MERGEABLE: u8 = 1 << 2;
 pub const ITEM: u8 = 1 << 3;
 /// The rmap_item hangs off stable node `node` (`STABLE_FLAG`).
 pub const STABLE: u8 = 1 << 4;
-/// The rmap_item is in an unstable tree (`UNSTABLE_FLAG`), inserted in pass `seq`.
+/// The rmap_item is in an unstable tree (`UNSTABLE_FLAG`).
 pub const UNSTABLE: u8 = 1 << 5;
+
+/// Smart scan's `age` and `remaining_skips` in one byte. Upstream's `age` is a `u8`
+/// saturating at 255, but `should_skip_rmap_item` only distinguishes ages up to 9
+/// (`skip_age`), so saturating at 15 behaves identically; `remaining_skips` is at most 8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Smart(pub u8);
+
+impl Smart {
+    pub const AGE_MAX: u8 = 15;
+    pub fn age(self) -> u8 {
+        self.0 & 0x0f
+    }
+    pub fn remaining_skips(self) -> u8 {
+        self.0 >> 4
+    }
+    pub fn new(age: u8, remaining_skips: u8) -> Smart {
+        Smart(age.min(Self::AGE_MAX) | (remaining_skips.min(15) << 4))
+    }
+}
 
 /// Lifecycle of an mm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,9 +69,8 @@ pub struct Pages {
     pub checksum: Vec<u32>,
     pub node: Vec<u32>,
     pub flags: Vec<u8>,
-    pub seq: Vec<u8>,
-    pub age: Vec<u8>,
-    pub skips: Vec<u8>,
+    /// [`Smart`] bytes.
+    pub smart: Vec<u8>,
 }
 
 impl Pages {
@@ -61,9 +81,7 @@ impl Pages {
             checksum: vec![0; n],
             node: vec![NONE; n],
             flags: vec![0; n],
-            seq: vec![0; n],
-            age: vec![0; n],
-            skips: vec![0; n],
+            smart: vec![0; n],
         }
     }
 
@@ -76,16 +94,14 @@ impl Pages {
     }
 
     /// Bytes of simulator memory per page.
-    pub const BYTES_PER_PAGE: usize = 8 + 4 + 4 + 1 + 1 + 1 + 1;
+    pub const BYTES_PER_PAGE: usize = 8 + 4 + 4 + 1 + 1;
 
     pub fn heap_bytes(&self) -> usize {
         self.content.capacity() * 8
             + self.checksum.capacity() * 4
             + self.node.capacity() * 4
             + self.flags.capacity()
-            + self.seq.capacity()
-            + self.age.capacity()
-            + self.skips.capacity()
+            + self.smart.capacity()
     }
 }
 
@@ -94,6 +110,8 @@ impl Pages {
 #[derive(Clone, Debug)]
 pub struct Mm {
     pub pages: Pages,
+    /// Index of page 0 in ksmd's global page numbering (used by the unstable trees).
+    pub base: u32,
     /// `(first page, NUMA node)` runs, sorted; empty = all on node 0.
     pub numa: Vec<(u32, u16)>,
     /// Backed by hugetlbfs: KSM never sees it (`vma_ksm_compatible` refuses VM_HUGETLB).
@@ -111,11 +129,12 @@ pub struct Mm {
 }
 
 impl Mm {
-    pub fn new(pages: u32, numa: Vec<(u32, u16)>, hugetlb: bool) -> Self {
+    pub fn new(pages: u32, base: u32, numa: Vec<(u32, u16)>, hugetlb: bool) -> Self {
         let mut numa = numa;
         numa.sort_unstable();
         Mm {
             pages: Pages::new(pages),
+            base,
             numa,
             hugetlb,
             state: MmState::Active,

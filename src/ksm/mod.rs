@@ -10,6 +10,7 @@ pub mod sim;
 pub mod stable;
 pub mod timing;
 pub mod trace;
+pub mod unstable;
 pub mod workload;
 
 pub use ksmd::{Ksmd, MmId, MmOptions, MmStat, PageState, Sysfs, SysfsError, Tunables};

@@ -101,7 +101,9 @@ pub fn simulate(w: &Workload) -> Result<Trace, Vec<Problem>> {
     let mut mms = Vec::new();
     for (i, p) in w.processes.iter().enumerate() {
         let pages = p.total_pages() as u32;
-        let mm = k.add_mm(pages, MmOptions::default());
+        let mm = k
+            .add_mm(pages, MmOptions::default())
+            .map_err(|e| internal(&e))?;
         for page in 0..pages {
             if let Some(c) = original(&layouts[i], i, u64::from(page)) {
                 k.write_page(mm, page, c).map_err(|e| internal(&e))?;
