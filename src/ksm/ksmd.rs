@@ -1187,7 +1187,6 @@ impl Ksmd {
         let p = r.page as usize;
         let f = self.flags(r);
         let mut page_node = NONE;
-        let mut bypass = false;
         let mut cs = 0;
         let content;
         if f & PTE_MASK == PTE_KSM {
@@ -1197,8 +1196,9 @@ impl Ksmd {
                 self.charge(self.cost.ksm_revisit_ns);
                 return;
             }
-            // A KSM page mapped without our rmap_item (forked): join its node.
-            bypass = !self.is_page_sharing_candidate(k, 0);
+            // A KSM page mapped without our rmap_item (forked): join its node, beyond
+            // max_page_sharing if need be (upstream's max_page_sharing_bypass only
+            // silences the warning).
             page_node = k;
             content = self.stable.node(k).content;
         } else {
@@ -1231,7 +1231,7 @@ impl Ksmd {
             if page_node == NONE {
                 self.map_ksm_page(r, k);
             }
-            self.stable_tree_append(r, k, bypass);
+            self.stable_tree_append(r, k);
             self.charge(self.cost.merge_ns);
             return;
         }
@@ -1244,8 +1244,8 @@ impl Ksmd {
                 self.map_ksm_page(t, k);
                 self.remove_rmap_item_from_tree(t);
                 self.stable_tree_insert(k);
-                self.stable_tree_append(t, k, false);
-                self.stable_tree_append(r, k, false);
+                self.stable_tree_append(t, k);
+                self.stable_tree_append(r, k);
                 self.charge(self.cost.merge_pair_ns);
             }
             None => self.charge(self.cost.tree_ns),
@@ -1265,7 +1265,7 @@ impl Ksmd {
     }
 
     /// `stable_tree_append`.
-    fn stable_tree_append(&mut self, r: PageRef, k: u32, _bypass: bool) {
+    fn stable_tree_append(&mut self, r: PageRef, k: u32) {
         let node = self.stable.node_mut(k);
         node.len += 1;
         if node.len > 1 {
@@ -1601,6 +1601,225 @@ impl Ksmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::Rng;
+
+    impl Ksmd {
+        /// Recounts every counter from the page arrays and nodes and compares.
+        fn check_invariants(&self) {
+            let mut items = 0;
+            let mut unshared = 0;
+            let mut zero = 0;
+            let mut node_len: std::collections::HashMap<u32, u64> = Default::default();
+            let mut node_map: std::collections::HashMap<u32, u32> = Default::default();
+            for (i, m) in self.mms.iter().enumerate() {
+                if m.state == MmState::Gone {
+                    continue;
+                }
+                let (mut mi, mut mz, mut mm) = (0, 0, 0);
+                for p in 0..m.pages.len() as usize {
+                    let f = m.pages.flags[p];
+                    assert!(
+                        f & (STABLE | UNSTABLE) == 0 || f & ITEM != 0,
+                        "tree flag without item"
+                    );
+                    assert!(f & STABLE == 0 || f & UNSTABLE == 0);
+                    if f & ITEM != 0 {
+                        mi += 1;
+                    }
+                    if f & UNSTABLE != 0 {
+                        unshared += 1;
+                    }
+                    if f & STABLE != 0 {
+                        mm += 1;
+                        *node_len.entry(m.pages.node[p]).or_default() += 1;
+                        // a merged page maps the node it hangs off (one shared field);
+                        // otherwise its item must be listed as detached
+                        if f & PTE_MASK != PTE_KSM {
+                            let k = m.pages.node[p];
+                            let r = PageRef {
+                                mm: i as u32,
+                                page: p as u32,
+                            }
+                            .pack();
+                            assert!(
+                                self.detached.get(&k).is_some_and(|v| v.contains(&r)),
+                                "detached item not listed"
+                            );
+                        }
+                    }
+                    match f & PTE_MASK {
+                        PTE_KSM => *node_map.entry(m.pages.node[p]).or_default() += 1,
+                        PTE_ZERO => mz += 1,
+                        _ => {}
+                    }
+                }
+                assert_eq!(m.rmap_items, mi, "mm {i} rmap_items");
+                assert_eq!(m.zero_pages, mz, "mm {i} zero pages");
+                assert_eq!(m.merging_pages, mm, "mm {i} merging pages");
+                items += mi;
+                zero += mz;
+            }
+            assert_eq!(self.rmap_items, items, "rmap_items");
+            assert_eq!(self.pages_unshared, unshared, "pages_unshared");
+            assert_eq!(self.zero_pages, zero, "ksm_zero_pages");
+            let (mut shared, mut sharing) = (0, 0);
+            for n in self.stable.live_nodes() {
+                let node = self.stable.node(n);
+                let len = node_len.get(&n).copied().unwrap_or(0);
+                assert_eq!(u64::from(node.len), len, "node {n} len");
+                assert_eq!(
+                    node.mapcount,
+                    node_map.get(&n).copied().unwrap_or(0),
+                    "node {n} mapcount"
+                );
+                if len > 0 {
+                    shared += 1;
+                    sharing += len - 1;
+                }
+            }
+            for k in node_len.keys().chain(node_map.keys()) {
+                assert!(self.stable.node(*k).live, "page refers to freed node {k}");
+            }
+            assert_eq!((self.pages_shared, self.pages_sharing), (shared, sharing));
+            let chains = self.stable.live_chains();
+            assert_eq!(self.stable.n_chains, chains.len() as u64);
+            let dups: usize = chains
+                .iter()
+                .map(|c| self.stable.chains[*c as usize].dups.len())
+                .sum();
+            assert_eq!(self.stable.n_dups, dups as u64);
+        }
+    }
+
+    #[test]
+    fn random_operations_keep_every_counter_consistent() {
+        let mut seen = [false; 5];
+        for seed in 0..12u64 {
+            let mut rng = crate::engine::rng_stream(seed, "ksmd-invariants");
+            let mut k = Ksmd::new(2);
+            let mut t = SimTime::ZERO;
+            let mut mms: Vec<MmId> = Vec::new();
+            let pool = |r: &mut rand_chacha::ChaCha8Rng| match r.random_range(0..10) {
+                0 => ZERO_CONTENT,
+                1..=6 => r.random_range(1..6),
+                _ => r.random_range(1000..1_000_000),
+            };
+            k.set(t, Sysfs::PagesToScan(rng.random_range(1..40)))
+                .unwrap();
+            k.set(t, Sysfs::MaxPageSharing(rng.random_range(2..6)))
+                .unwrap();
+            k.set(t, Sysfs::Run(1)).unwrap();
+            for _ in 0..600 {
+                let live: Vec<MmId> = mms
+                    .iter()
+                    .copied()
+                    .filter(|m| k.mm_stat(*m).is_some())
+                    .collect();
+                let pick = |r: &mut rand_chacha::ChaCha8Rng| live[r.random_range(0..live.len())];
+                match rng.random_range(0..20) {
+                    0 | 1 if mms.len() < 8 => {
+                        let n = rng.random_range(1..60);
+                        let numa = if rng.random_bool(0.3) {
+                            vec![(0, 0), (n / 2, 1)]
+                        } else {
+                            vec![]
+                        };
+                        let mm = k
+                            .add_mm(
+                                n,
+                                MmOptions {
+                                    hugetlb: rng.random_bool(0.1),
+                                    numa,
+                                },
+                            )
+                            .unwrap();
+                        k.populate(mm, 0, n, |_| 0).unwrap();
+                        for p in 0..n {
+                            if rng.random_bool(0.9) {
+                                k.write_page(mm, p, pool(&mut rng)).unwrap();
+                            } else {
+                                k.unmap(mm, p, p + 1).unwrap();
+                            }
+                        }
+                        k.madvise_mergeable(t, mm, 0, n).unwrap();
+                        mms.push(mm);
+                    }
+                    2..=6 if !live.is_empty() => {
+                        let mm = pick(&mut rng);
+                        let n = k.mm_pages(mm);
+                        let p = rng.random_range(0..n);
+                        let c = pool(&mut rng);
+                        k.write_page(mm, p, c).unwrap();
+                    }
+                    7 if !live.is_empty() => {
+                        let mm = pick(&mut rng);
+                        let n = k.mm_pages(mm);
+                        let a = rng.random_range(0..n);
+                        let b = rng.random_range(a..=n);
+                        match rng.random_range(0..4) {
+                            0 => k.madvise_unmergeable(mm, a, b).unwrap(),
+                            1 => k.madvise_mergeable(t, mm, a, b).unwrap(),
+                            2 => k.unmap(mm, a, b).unwrap(),
+                            _ => k.set_merge_any(t, mm, rng.random_bool(0.5)).unwrap(),
+                        }
+                    }
+                    8 if !live.is_empty() => {
+                        let mm = pick(&mut rng);
+                        k.exit_mm(mm).unwrap();
+                    }
+                    9 if !live.is_empty() && mms.len() < 10 => {
+                        let mm = pick(&mut rng);
+                        mms.push(k.fork_mm(t, mm).unwrap());
+                    }
+                    10 => {
+                        let w = match rng.random_range(0..7) {
+                            0 => Sysfs::Run(rng.random_range(0..3)),
+                            1 => Sysfs::MaxPageSharing(rng.random_range(2..6)),
+                            2 => Sysfs::UseZeroPages(rng.random_range(0..2)),
+                            3 => Sysfs::SmartScan(rng.random_range(0..2)),
+                            4 => Sysfs::MergeAcrossNodes(rng.random_range(0..2)),
+                            5 => Sysfs::SleepMillisecs(rng.random_range(0..30)),
+                            _ => Sysfs::StableNodeChainsPruneMillisecs(rng.random_range(0..50)),
+                        };
+                        let _ = k.set(t, w);
+                        if rng.random_bool(0.5) {
+                            let _ = k.set(t, Sysfs::Run(1));
+                        }
+                    }
+                    _ => {
+                        t = t + SimTime(rng.random_range(1_000..30_000_000));
+                        k.run_until(t);
+                    }
+                }
+                k.check_invariants();
+                let c = k.counters();
+                seen[0] |= c.pages_sharing > 0;
+                seen[1] |= c.stable_node_chains > 0;
+                seen[2] |= c.ksm_zero_pages > 0;
+                seen[3] |= c.pages_skipped > 0;
+                seen[4] |= c.pages_unshared > 0;
+            }
+            // everything unmerges
+            k.set(t, Sysfs::Run(2)).unwrap();
+            k.check_invariants();
+            let c = k.counters();
+            assert_eq!(
+                (
+                    c.pages_shared,
+                    c.pages_sharing,
+                    c.pages_unshared,
+                    c.ksm_zero_pages,
+                    c.full_scans
+                ),
+                (0, 0, 0, 0, 0),
+                "seed {seed}"
+            );
+        }
+        assert_eq!(
+            seen, [true; 5],
+            "sharing, chains, zero pages, skips, unshared exercised"
+        );
+    }
 
     fn setup(contents: &[u64]) -> (Ksmd, MmId) {
         let mut k = Ksmd::new(1);

@@ -97,11 +97,6 @@ impl StableTree {
         }
     }
 
-    /// Number of trees (NUMA nodes with their own tree).
-    pub fn trees(&self) -> usize {
-        self.roots.len()
-    }
-
     /// Replaces the set of trees (only when empty: `merge_across_nodes` switches).
     pub fn set_trees(&mut self, trees: usize) {
         self.roots = (0..trees.max(1)).map(|_| IntMap::default()).collect();
