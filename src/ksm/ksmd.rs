@@ -1893,4 +1893,186 @@ mod tests {
             .collect();
         assert_eq!(skipped, expect);
     }
+
+    /// A ksmd with default timing (sleep 20 ms, 100 pages per batch) and the given mms.
+    fn host(mms: &[&[u64]]) -> (Ksmd, Vec<MmId>) {
+        let mut k = Ksmd::new(1);
+        let ids = mms
+            .iter()
+            .map(|c| {
+                let mm = k.add_mm(c.len() as u32, MmOptions::default()).unwrap();
+                k.populate(mm, 0, c.len() as u32, |p| c[p as usize])
+                    .unwrap();
+                k.madvise_mergeable(SimTime::ZERO, mm, 0, c.len() as u32)
+                    .unwrap();
+                mm
+            })
+            .collect();
+        k.set(SimTime::ZERO, Sysfs::Run(1)).unwrap();
+        (k, ids)
+    }
+
+    #[test]
+    fn batches_are_24_ms_apart_and_a_pass_end_cuts_the_batch() {
+        let (mut k, _) = host(&[&[9; 250]]);
+        k.record_pass_ends(true);
+        k.run_until(SimTime::from_secs(1));
+        let ends: Vec<u64> = k
+            .drain_pass_ends()
+            .iter()
+            .map(|e| e.time.as_nanos() / 1_000_000)
+            .collect();
+        // 250 pages = 3 batches per pass (100 + 100 + 50, the pass end ends the third)
+        assert_eq!(&ends[..3], &[48, 120, 192]);
+    }
+
+    #[test]
+    fn new_mm_is_scanned_from_the_next_pass_just_before_the_cursor_slot() {
+        let (mut k, ids) = host(&[&[1; 150], &[2; 150]]);
+        // t = 30 ms: the cursor is in the second mm (batch 2 started at 24 ms)
+        k.run_until(SimTime::from_millis(30));
+        let late = k.add_mm(10, MmOptions::default()).unwrap();
+        k.populate(late, 0, 10, |_| 3).unwrap();
+        k.madvise_mergeable(SimTime::from_millis(30), late, 0, 10)
+            .unwrap();
+        assert_eq!(k.list, vec![ids[0].0, late.0, ids[1].0]);
+        // not visited in the current pass
+        let c = k.run_until(SimTime::from_millis(80));
+        assert_eq!(c.full_scans, 1);
+        assert_eq!(k.mm_stat(late).unwrap().ksm_rmap_items, 0);
+    }
+
+    #[test]
+    fn exit_moves_the_slot_after_the_cursor_and_frees_in_the_next_batch() {
+        let (mut k, ids) = host(&[&[1; 100], &[1; 100], &[5; 100]]);
+        let c = k.run_full_scans(2, SimTime::from_secs(10));
+        assert_eq!((c.pages_shared, c.pages_sharing), (2, 298));
+        let t = k.now();
+        k.exit_mm(ids[0]).unwrap();
+        assert_eq!(k.mm_stat(ids[0]), None);
+        // counters unchanged until ksmd gets to it: next in line, freed at once
+        assert_eq!(k.counters().pages_sharing, 298);
+        assert_eq!(k.list[0], ids[0].0);
+        let c = k.run_until(t + SimTime::from_millis(30));
+        assert_eq!((c.pages_shared, c.pages_sharing), (2, 198));
+        assert!(!k.list.contains(&ids[0].0));
+    }
+
+    #[test]
+    fn run_0_keeps_everything_and_run_2_unmerges_all() {
+        let (mut k, ids) = host(&[&[1; 40], &[ZERO_CONTENT; 10]]);
+        k.set(SimTime::ZERO, Sysfs::UseZeroPages(1)).unwrap();
+        let c = k.run_full_scans(2, SimTime::from_secs(10));
+        assert_eq!((c.pages_sharing, c.ksm_zero_pages), (39, 10));
+        let t = k.now();
+        k.set(t, Sysfs::Run(0)).unwrap();
+        assert_eq!(k.run_until(t + SimTime::from_secs(5)), c);
+        k.set(t, Sysfs::Run(2)).unwrap();
+        let c = k.counters();
+        assert_eq!(
+            (
+                c.pages_shared,
+                c.pages_sharing,
+                c.ksm_zero_pages,
+                c.full_scans
+            ),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(c.pages_volatile, 0);
+        assert_eq!(
+            k.page_state(ids[0], 0),
+            Some(PageState::Private { content: 1 })
+        );
+        assert_eq!(
+            k.page_state(ids[1], 0),
+            Some(PageState::Private {
+                content: ZERO_CONTENT
+            })
+        );
+        // pages_scanned and pages_skipped are never reset
+        assert!(c.pages_scanned > 0);
+    }
+
+    #[test]
+    fn writing_a_different_sleep_wakes_ksmd() {
+        let (mut k, _) = host(&[&[1; 10]]);
+        k.set(SimTime::ZERO, Sysfs::SleepMillisecs(10_000)).unwrap();
+        k.run_until(SimTime::from_millis(1));
+        assert_eq!(k.next_event_time(), Some(SimTime::from_millis(10_004)));
+        k.set(SimTime::from_millis(2), Sysfs::SleepMillisecs(10_000))
+            .unwrap();
+        assert_eq!(k.next_event_time(), Some(SimTime::from_millis(10_004)));
+        k.set(SimTime::from_millis(2), Sysfs::SleepMillisecs(20))
+            .unwrap();
+        assert_eq!(k.next_event_time(), Some(SimTime::from_millis(2)));
+    }
+
+    #[test]
+    fn hugetlb_memory_is_invisible() {
+        let mut k = Ksmd::new(1);
+        let mm = k
+            .add_mm(
+                10,
+                MmOptions {
+                    hugetlb: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        k.populate(mm, 0, 10, |_| 1).unwrap();
+        k.madvise_mergeable(SimTime::ZERO, mm, 0, 10).unwrap();
+        k.set(SimTime::ZERO, Sysfs::Run(1)).unwrap();
+        let c = k.run_until(SimTime::from_secs(2));
+        assert_eq!((c.full_scans, c.pages_scanned, c.pages_sharing), (0, 0, 0));
+        assert!(!k.mm_stat(mm).unwrap().ksm_mergeable);
+    }
+
+    #[test]
+    fn scan_time_advisor_retunes_pages_to_scan_at_pass_ends() {
+        let (mut k, _) = host(&[&[1; 3000]]);
+        k.set(SimTime::ZERO, Sysfs::AdvisorMode(AdvisorMode::ScanTime))
+            .unwrap();
+        assert_eq!(k.counters().pages_to_scan, 500);
+        assert_eq!(
+            k.set(SimTime::ZERO, Sysfs::PagesToScan(7)),
+            Err(SysfsError::Invalid)
+        );
+        k.set(SimTime::ZERO, Sysfs::AdvisorTargetScanTime(1))
+            .unwrap();
+        k.run_full_scans(3, SimTime::from_secs(100));
+        // passes take well under the 1 s target: the advisor asks for fewer pages, but
+        // not below 10 % of its per-CPU budget
+        let p = k.counters().pages_to_scan;
+        assert!(p != 500, "{p}");
+        k.set(k.now(), Sysfs::AdvisorMode(AdvisorMode::None))
+            .unwrap();
+        assert_eq!(k.counters().pages_to_scan, 100);
+    }
+
+    #[test]
+    fn full_dups_become_stale_and_the_chain_collapses() {
+        // max_page_sharing 2: 4 pages → 2 KSM pages of one content → a chain of 2 dups
+        let mut k = Ksmd::new(1);
+        k.set(SimTime::ZERO, Sysfs::MaxPageSharing(2)).unwrap();
+        k.set(SimTime::ZERO, Sysfs::SmartScan(0)).unwrap();
+        let mm = k.add_mm(5, MmOptions::default()).unwrap();
+        k.populate(mm, 0, 5, |p| if p < 4 { 1 } else { 2 }).unwrap();
+        k.madvise_mergeable(SimTime::ZERO, mm, 0, 5).unwrap();
+        k.set(SimTime::ZERO, Sysfs::Run(1)).unwrap();
+        let c = k.run_full_scans(2, SimTime::from_secs(10));
+        assert_eq!((c.pages_shared, c.pages_sharing), (2, 2));
+        assert_eq!((c.stable_node_chains, c.stable_node_dups), (1, 2));
+        // both mappings of the first KSM page are written: it is freed
+        k.write_page(mm, 0, 50).unwrap();
+        k.write_page(mm, 1, 51).unwrap();
+        let c = k.run_full_scans(1, SimTime::from_secs(20));
+        assert_eq!((c.pages_shared, c.pages_sharing), (1, 1));
+        // the stale dup went when its items were visited; the chain collapses at the
+        // next search of its content
+        k.write_page(mm, 4, 1).unwrap();
+        let c = k.run_full_scans(2, SimTime::from_secs(30));
+        assert_eq!((c.stable_node_chains, c.stable_node_dups), (0, 0));
+        assert_eq!((c.pages_shared, c.pages_sharing), (1, 1));
+        k.check_invariants();
+    }
 }

@@ -407,4 +407,80 @@ mod tests {
         assert!(a.rows.iter().any(|r| r.counters.full_scans >= 2));
         assert!(a.rows.windows(2).all(|p| p[0].t_s <= p[1].t_s));
     }
+
+    #[test]
+    fn odd_workloads_never_panic() {
+        use rand::Rng;
+        let mut rng = crate::engine::rng_stream(7, "odd-workloads");
+        let kinds = ["template", "distinct", "unique", "zero", "untouched"];
+        let modes = ["random", "restore", "flip_once", "byte"];
+        for _ in 0..60 {
+            let mut procs = Vec::new();
+            for i in 0..rng.random_range(1..4) {
+                let mut segs = Vec::new();
+                let mut total = 0;
+                for _ in 0..rng.random_range(1..4) {
+                    let n = rng.random_range(0..80);
+                    total += n;
+                    let kind = kinds[rng.random_range(0..kinds.len())];
+                    segs.push(match kind {
+                        "template" => format!(
+                            r#"{{"kind": "template", "id": {}, "pages": {n}}}"#,
+                            rng.random_range(0..3)
+                        ),
+                        "distinct" => format!(
+                            r#"{{"kind": "distinct", "k": {}, "base": 1, "pages": {n}}}"#,
+                            rng.random_range(1..4)
+                        ),
+                        k => format!(r#"{{"kind": "{k}", "pages": {n}}}"#),
+                    });
+                }
+                let mut writers = Vec::new();
+                if total > 1 && rng.random_bool(0.6) {
+                    let a = rng.random_range(0..total - 1);
+                    let b = rng.random_range(a + 1..=total);
+                    writers.push(format!(
+                        r#"{{"range": [{a}, {b}], "pages_per_tick": {}, "every_ms": {}, "mode": "{}", "order": "{}", "start_s": {}}}"#,
+                        rng.random_range(1..=b - a),
+                        rng.random_range(1..100),
+                        modes[rng.random_range(0..4)],
+                        if rng.random_bool(0.5) { "cycle" } else { "random" },
+                        rng.random_range(0.0..1.0)
+                    ));
+                }
+                let mut extra = String::new();
+                for key in ["madvise_at_s", "unmerge_at_s", "exit_at_s"] {
+                    if rng.random_bool(0.3) {
+                        extra += &format!(r#", "{key}": {}"#, rng.random_range(0.0..2.0));
+                    }
+                }
+                procs.push(format!(
+                    r#"{{"name": "p{i}", "segments": [{}], "writers": [{}]{extra}}}"#,
+                    segs.join(","),
+                    writers.join(",")
+                ));
+            }
+            let text = format!(
+                r#"{{"name": "odd", "duration_s": 2, "sample_ms": 50, "row_on_full_scan": {}, "seed": 5,
+                    "ksm": {{"pages_to_scan": {}, "sleep_millisecs": {}, "max_page_sharing": {}, "use_zero_pages": {}, "smart_scan": {}}},
+                    "processes": [{}]}}"#,
+                rng.random_bool(0.5),
+                rng.random_range(1..200),
+                rng.random_range(0..30),
+                rng.random_range(2..10),
+                rng.random_range(0..2),
+                rng.random_range(0..2),
+                procs.join(",")
+            );
+            match parse_workload(&text) {
+                Ok(w) => {
+                    let t = simulate(&w).unwrap();
+                    assert!(t.rows.windows(2).all(|p| p[0].counters.pages_scanned
+                        <= p[1].counters.pages_scanned
+                        || p[0].t_s == p[1].t_s));
+                }
+                Err(problems) => assert!(!problems.is_empty()),
+            }
+        }
+    }
 }

@@ -171,8 +171,11 @@ fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
 
 /// Largest numbered content (`template` id, `distinct` base + k − 1) the simulator takes.
 pub const MAX_CONTENT_ID: u64 = (1 << 62) - 2;
-/// Largest process size in pages.
-pub const MAX_PAGES: u64 = u32::MAX as u64 - 1;
+/// Most pages of all processes together (512 GiB of 4 KiB pages; the simulator holds
+/// 18 bytes per page).
+pub const MAX_PAGES: u64 = 1 << 27;
+/// Most rows a workload may ask for (`duration_s` / `sample_ms`).
+pub const MAX_SAMPLES: u64 = 2_000_000;
 
 /// Reads a workload file (JSON or YAML), checks it and returns it, or every problem
 /// found (file name first in the key).
@@ -541,6 +544,13 @@ pub fn validate(w: &Workload) -> Vec<Problem> {
     }
     if w.sample_ms == 0 {
         p.push(problem("sample_ms", "must be > 0"));
+    } else if w.duration_s.is_finite()
+        && w.duration_s * 1000.0 / w.sample_ms as f64 > MAX_SAMPLES as f64
+    {
+        p.push(problem(
+            "sample_ms",
+            format!("more than {MAX_SAMPLES} rows over duration_s"),
+        ));
     }
     if w.poll_ms == 0 {
         p.push(problem("poll_ms", "must be > 0"));
@@ -596,6 +606,16 @@ pub fn validate(w: &Workload) -> Vec<Problem> {
     }
     if w.processes.is_empty() {
         p.push(problem("processes", "at least one process"));
+    }
+    let all: u64 = w
+        .processes
+        .iter()
+        .fold(0u64, |a, pr| a.saturating_add(pr.total_pages()));
+    if all > MAX_PAGES {
+        p.push(problem(
+            "processes",
+            format!("{all} pages in all: at most {MAX_PAGES}"),
+        ));
     }
     let mut names = std::collections::HashSet::new();
     for (i, pr) in w.processes.iter().enumerate() {
@@ -712,6 +732,11 @@ fn validate_process(pr: &Process, key: &str, p: &mut Vec<Problem>) {
         }
         if wr.pages_per_tick == 0 {
             p.push(problem(format!("{wk}.pages_per_tick"), "must be > 0"));
+        } else if a < b && wr.pages_per_tick > b - a {
+            p.push(problem(
+                format!("{wk}.pages_per_tick"),
+                format!("more than the {} pages of its range", b - a),
+            ));
         }
         if !(wr.start_s.is_finite() && wr.start_s >= 0.0) {
             p.push(problem(format!("{wk}.start_s"), "must be a time ≥ 0"));
