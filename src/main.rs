@@ -41,6 +41,36 @@ enum Command {
         /// Scenario YAML file.
         scenario: PathBuf,
     },
+    /// Run a KSM-only workload (the format of the real recordings) and write its
+    /// counters as CSV, in the simulator or, with --real, on this machine's kernel.
+    ///
+    /// One row every `sample_ms` (and one per full scan with `row_on_full_scan`), with
+    /// the columns of /sys/kernel/mm/ksm and each process's ksm_stat. --real needs root
+    /// and a writable /sys/kernel/mm/ksm; every KSM setting is saved first and restored
+    /// afterwards, also on Ctrl-C.
+    KsmTrace {
+        /// Workload file (JSON or YAML).
+        workload: PathBuf,
+        /// Run on the real kernel instead of the simulator.
+        #[arg(long)]
+        real: bool,
+        /// Output CSV (default: stdout). With --real, the workload's events go to
+        /// <out>.events.csv beside it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run a KSM workload on the real kernel and in the simulator, side by side:
+    /// per-counter error at each pass end, and an overlay plot.
+    ///
+    /// Writes real.csv, sim.csv, comparison.csv and calibration.png/.svg to --out
+    /// (default: output/calibrate-<workload name>). Needs root and KSM, as ksm-trace --real.
+    Calibrate {
+        /// Workload file (JSON or YAML).
+        workload: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Answer "what would upstream do with these inputs" for a replayed component.
     #[command(subcommand)]
     Replay(Replay),
@@ -100,6 +130,12 @@ fn main() -> ExitCode {
             }
             Err(e) => bad_input(&e),
         },
+        Command::KsmTrace {
+            workload,
+            real,
+            out,
+        } => ksm_trace(&workload, real, out.as_deref()),
+        Command::Calibrate { workload, out } => calibrate(&workload, out),
         Command::Replay(Replay::Ksmtuned {
             variant,
             conf,
@@ -139,6 +175,115 @@ fn replay_ksmtuned(variant: &str, conf: Option<&Path>, trace: Option<&Path>) -> 
         Ok(stats) if stats.lines_bad == 0 => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(2),
         Err(e) => fail(&e.into()),
+    }
+}
+
+fn load_workload(path: &Path) -> Result<memsim::ksm::workload::Workload, ExitCode> {
+    memsim::ksm::workload::load_workload(path).map_err(|problems| {
+        for p in problems {
+            eprintln!("{p}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+/// Real-run errors raised before anything on the host changed are bad input or an
+/// unsuitable machine (exit status 2); the rest are failures.
+fn real_failed(e: &memsim::ksm::real::RealError) -> ExitCode {
+    use memsim::ksm::real::RealError as E;
+    match e {
+        E::NotRoot(_)
+        | E::NoKsm(_)
+        | E::NotWritable { .. }
+        | E::OtherUsers { .. }
+        | E::Busy(_)
+        | E::Workload(_)
+        | E::PageSize(_)
+        | E::Memory { .. } => usage(&format!("{e} (nothing changed)")),
+        _ => fail(&anyhow::anyhow!("{e}")),
+    }
+}
+
+fn ksm_trace(path: &Path, real: bool, out: Option<&Path>) -> ExitCode {
+    let w = match load_workload(path) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let (trace, events) = if real {
+        match memsim::ksm::real::record(&w) {
+            Ok(rec) => {
+                let mut events = Vec::new();
+                if let Err(e) = rec.write_events_csv(&mut events) {
+                    return fail(&e.into());
+                }
+                (rec.trace, Some(events))
+            }
+            Err(e) => return real_failed(&e),
+        }
+    } else {
+        match memsim::ksm::sim::simulate(&w) {
+            Ok(t) => (t, None),
+            Err(problems) => {
+                for p in problems {
+                    eprintln!("{p}");
+                }
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let mut csv = Vec::new();
+    if let Err(e) = trace.write_csv(&mut csv) {
+        return fail(&e.into());
+    }
+    let written = match out {
+        None => std::io::stdout()
+            .write_all(&csv)
+            .map_err(anyhow::Error::from),
+        Some(out) => memsim::report::write_atomic(out, &csv)
+            .and_then(|()| match &events {
+                Some(ev) => memsim::report::write_atomic(&memsim::ksm::real::events_path(out), ev),
+                None => Ok(()),
+            })
+            .map_err(|e| anyhow::anyhow!("{}: {e}", out.display())),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn calibrate(path: &Path, out: Option<PathBuf>) -> ExitCode {
+    use memsim::ksm::real;
+    let w = match load_workload(path) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    if let Err(e) = real::check_available() {
+        return real_failed(&e);
+    }
+    let sim = match memsim::ksm::sim::simulate(&w) {
+        Ok(t) => t,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let real_trace = match real::run_real(&w) {
+        Ok(t) => t,
+        Err(e) => return real_failed(&e),
+    };
+    let cmp = real::compare(&w, &real_trace, &sim);
+    let dir = out.unwrap_or_else(|| Path::new("output").join(format!("calibrate-{}", w.name)));
+    match real::write_calibration(&dir, &w, &real_trace, &sim, &cmp) {
+        Ok(paths) => {
+            println!("{cmp}");
+            println!("{}", cmp.summary.to_json());
+            println!("wrote {} files to {}", paths.len(), dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 
