@@ -90,3 +90,71 @@ fn a_missing_file_is_bad_input() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/scenario.yaml"));
 }
+
+#[test]
+fn ksm_trace_simulates_a_workload_into_the_recordings_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("w1.csv");
+    let o = memsim(&[
+        "ksm-trace",
+        "tests/data/ksm-real/w1_identical.json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sim = std::fs::read_to_string(&out).unwrap();
+    let real = std::fs::read_to_string("tests/data/ksm-real/w1_identical.csv").unwrap();
+    assert_eq!(
+        sim.lines().next(),
+        real.lines().next(),
+        "same columns as the recording"
+    );
+    assert!(
+        sim.lines().nth(1).unwrap().starts_with("0,0,0,"),
+        "counters start at 0"
+    );
+}
+
+#[test]
+fn a_bad_ksm_workload_names_the_key_and_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"name": "x", "ksm": {"pages_to_scan": 0}, "processes": [{"name": "p", "segments": [{"kind": "template", "id": 1, "pages": 10}], "writers": [{"range": [0, 50], "pages_per_tick": 1, "every_ms": 5, "mode": "random"}]}]}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out.csv");
+    let o = memsim(&[
+        "ksm-trace",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("pages_to_scan"), "{err}");
+    assert!(err.contains("range"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn replay_ksmtuned_prints_run_npages_sleep_per_cycle() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memsim"))
+        .args(["replay", "ksmtuned", "--variant", "proxmox"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    // 16 GiB host, free below the 20 % threshold: KSM starts and boosts by 300.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"16777216 1000000 8000000\n16777216 1000000 8000000\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1 300 100\n1 600 100\n");
+}
