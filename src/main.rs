@@ -274,7 +274,7 @@ fn calibrate(path: &Path, out: Option<PathBuf>) -> ExitCode {
         Ok(t) => t,
         Err(e) => return real_failed(&e),
     };
-    let cmp = real::compare(&w, &real_trace, &sim);
+    let cmp = memsim::ksm::compare::compare(&w, &real_trace, &sim);
     let dir = out.unwrap_or_else(|| Path::new("output").join(format!("calibrate-{}", w.name)));
     match real::write_calibration(&dir, &w, &real_trace, &sim, &cmp) {
         Ok(paths) => {

@@ -18,6 +18,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use memsim::ksm::compare::compare;
 use memsim::ksm::real;
 use memsim::ksm::trace::Trace;
 use memsim::ksm::workload::Workload;
@@ -69,7 +70,7 @@ fn matches_the_recording(name: &str, pass_ends_at_least: usize) {
     assert_eq!(host_settings(), before, "settings restored");
     assert_eq!(rec.settings.before, rec.settings.after);
 
-    let cmp = real::compare(&w, &reference, &rec.trace);
+    let cmp = compare(&w, &reference, &rec.trace);
     eprintln!("{cmp}");
     let s = &cmp.summary;
     assert!(s.passes_compared >= pass_ends_at_least, "{cmp}");

@@ -34,11 +34,11 @@
 //! other processes have merged pages ([`check_available`]); runs are serialised by a
 //! lock file.
 //!
-//! The comparison ([`compare`], [`write_calibration`]) needs no kernel.
+//! Writing a calibration ([`write_calibration`]) needs no kernel; the comparison it
+//! tabulates is [`crate::ksm::compare`], shared with the fidelity tests.
 
 mod calibration;
 mod child;
-mod compare;
 mod content;
 mod kids;
 mod plan;
@@ -58,7 +58,6 @@ use super::trace::{Counters, ProcessCounters, Row, Trace};
 use super::workload::Workload;
 
 pub use calibration::write_calibration;
-pub use compare::{compare, Comparison, CounterDiff, Mismatch, PassEnd, Summary};
 pub use sysfs::SettingsReport;
 
 /// How long `run=2` may take to unmerge everything.

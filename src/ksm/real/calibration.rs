@@ -8,7 +8,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::compare::Comparison;
+use crate::ksm::compare::Comparison;
 use crate::ksm::trace::{Row, Trace};
 use crate::ksm::workload::Workload;
 use crate::report::{register_bundled_font, write_atomic, FONT};
@@ -372,8 +372,8 @@ impl<'a> Overlay<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::compare::compare;
     use super::*;
+    use crate::ksm::compare::compare;
 
     #[test]
     fn writes_both_traces_the_table_and_the_plot() {
