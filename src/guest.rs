@@ -29,7 +29,7 @@ use crate::engine::{rng_stream, SimTime};
 use crate::scenario::{Os, VmConfig};
 use crate::workload::{Demand, ProcessSpec};
 
-/// Reads of a missing file working set or swap-ins are bounded by the virtual disk:
+/// Reads of a missing file working set, swap-ins and swap-outs are each bounded by the virtual disk:
 /// 256 MiB/s (an SSD-backed virtio disk; an assumption).
 const DISK_PAGES_PER_SEC: u64 = (256 << 20) / PAGE;
 /// Free page reporting returns at most this much per 2 s pass (lab E4b: ≈250 MiB).
@@ -212,6 +212,8 @@ pub struct Guest {
     events: Vec<GuestEvent>,
     /// End of the step being simulated (for restart times).
     now: SimTime,
+    /// Pages swap-out may still write in this step (the virtual disk's bandwidth).
+    swap_budget: u64,
 }
 
 fn pages(bytes: u64) -> u64 {
@@ -279,6 +281,7 @@ impl Guest {
             },
             events: Vec::new(),
             now: SimTime::ZERO,
+            swap_budget: 0,
         }
     }
 
@@ -373,6 +376,7 @@ impl Guest {
     /// hot pages, file reads, then the balloon driver.
     pub fn step(&mut self, now: SimTime, dt: SimTime) {
         self.now = now;
+        self.swap_budget = dt.of_rate(DISK_PAGES_PER_SEC);
         for i in 0..self.procs.len() {
             self.restart_if_due(i, now);
             if !self.procs[i].alive {
@@ -552,7 +556,7 @@ impl Guest {
         let mut rounds = 0;
         while got < n && self.procs[i].alive && rounds < MAX_OOM_ROUNDS {
             rounds += 1;
-            if !self.out_of_memory(i) {
+            if self.swap_throttled() || !self.out_of_memory(i) {
                 break;
             }
             got += self.alloc(n - got, Requester::Process);
@@ -713,7 +717,10 @@ impl Guest {
     /// Swaps out resident anon pages (cold or hot) in proportion to each process's
     /// share, as far as free swap slots allow.
     fn swap_out(&mut self, n: u64, hot: bool) -> u64 {
-        let room = self.swap_total.saturating_sub(self.swap_used());
+        let room = self
+            .swap_total
+            .saturating_sub(self.swap_used())
+            .min(self.swap_budget);
         let sizes: Vec<u64> = self
             .procs
             .iter()
@@ -732,7 +739,19 @@ impl Guest {
         let k: u64 = parts.iter().sum();
         self.free.scattered += k;
         self.counters.swap_out += k;
+        self.swap_budget -= k;
         k
+    }
+
+    /// Reclaim is waiting for swap writeback: this step's write budget is spent while
+    /// swap slots and resident anon remain. The allocation stalls until the next step
+    /// instead of calling the OOM killer (the kernel keeps retrying while reclaim
+    /// makes progress).
+    fn swap_throttled(&self) -> bool {
+        self.swap_budget == 0
+            && self.swap_used() < self.swap_total
+            && self.anon_resident() > 0
+            && self.swappiness > 0
     }
 }
 

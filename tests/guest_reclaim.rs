@@ -395,3 +395,38 @@ fn e7_the_readers_cold_anon_is_swapped_and_its_hot_cache_stays() {
     assert!(cached >= 155, "Cached {cached} MiB (lab 159–163)");
     assert_eq!(g.counters().oom_kills, 0);
 }
+
+/// Swap-out runs at the virtual disk's pace: an allocation burst larger than free
+/// memory stalls on writeback (no OOM kill while swap space remains) and completes
+/// once enough has been written.
+#[test]
+fn swap_out_is_paced_by_the_disk_and_stalls_instead_of_killing() {
+    let burst = Shape::Step {
+        initial: GIB,
+        steps: vec![(secs(5), 6 * GIB)],
+    };
+    let mut cfg = vm(101, 4 * GIB, None, vec![process("job", burst, 0.1, 0)]);
+    cfg.swap = 4 * GIB;
+    let mut g = Guest::boot(&cfg, 1, secs(120));
+    let mut last = 0;
+    let mut per_second = vec![];
+    for t in 1..=40 {
+        g.step(secs(t), secs(1));
+        assert!(
+            g.take_events().is_empty(),
+            "no OOM while swap remains (t={t})"
+        );
+        per_second.push(g.counters().swap_out - last);
+        last = g.counters().swap_out;
+    }
+    let max_mib = per_second.iter().max().unwrap() * PAGE / MIB;
+    assert!(max_mib <= 256, "swap-out peaked at {max_mib} MiB/s");
+    let busy = per_second.iter().filter(|&&p| p > 0).count();
+    assert!(busy >= 8, "the burst took {busy} s of writeback");
+    let (_, rss, swapped, _) = g.processes()[0].clone();
+    assert_eq!(
+        (rss + swapped) * PAGE,
+        6 * GIB,
+        "the job got all it asked for"
+    );
+}
