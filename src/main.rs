@@ -179,12 +179,21 @@ fn replay_ksmtuned(variant: &str, conf: Option<&Path>, trace: Option<&Path>) -> 
 }
 
 fn load_workload(path: &Path) -> Result<memsim::ksm::workload::Workload, ExitCode> {
-    memsim::ksm::workload::load_workload(path).map_err(|problems| {
-        for p in problems {
-            eprintln!("{p}");
-        }
-        ExitCode::from(2)
-    })
+    memsim::ksm::workload::load_workload(path).map_err(report_problems)
+}
+
+fn simulate_ksm(
+    w: &memsim::ksm::workload::Workload,
+) -> Result<memsim::ksm::trace::Trace, ExitCode> {
+    memsim::ksm::sim::simulate(w).map_err(report_problems)
+}
+
+/// Bad input: every problem on its own line on stderr, exit status 2.
+fn report_problems<P: std::fmt::Display>(problems: Vec<P>) -> ExitCode {
+    for p in problems {
+        eprintln!("{p}");
+    }
+    ExitCode::from(2)
 }
 
 /// Real-run errors raised before anything on the host changed are bad input or an
@@ -221,14 +230,9 @@ fn ksm_trace(path: &Path, real: bool, out: Option<&Path>) -> ExitCode {
             Err(e) => return real_failed(&e),
         }
     } else {
-        match memsim::ksm::sim::simulate(&w) {
+        match simulate_ksm(&w) {
             Ok(t) => (t, None),
-            Err(problems) => {
-                for p in problems {
-                    eprintln!("{p}");
-                }
-                return ExitCode::from(2);
-            }
+            Err(code) => return code,
         }
     };
     let mut csv = Vec::new();
@@ -261,14 +265,9 @@ fn calibrate(path: &Path, out: Option<PathBuf>) -> ExitCode {
     if let Err(e) = real::check_available() {
         return real_failed(&e);
     }
-    let sim = match memsim::ksm::sim::simulate(&w) {
+    let sim = match simulate_ksm(&w) {
         Ok(t) => t,
-        Err(problems) => {
-            for p in problems {
-                eprintln!("{p}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let real_trace = match real::run_real(&w) {
         Ok(t) => t,
