@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::ksm::trace::{Row, Trace};
+use crate::ksm::trace::{Row, Trace, PER_PROCESS};
 use crate::ksm::workload::Workload;
 
 /// Counters that must match exactly before the first event (then `pages_skipped`
@@ -63,12 +63,6 @@ const GLOBAL: [&str; 11] = [
     "stable_node_chains",
     "stable_node_dups",
     "pages_to_scan",
-];
-const PER_PROCESS: [&str; 4] = [
-    "ksm_rmap_items",
-    "ksm_zero_pages",
-    "ksm_merging_pages",
-    "ksm_process_profit",
 ];
 
 /// The whole comparison of one workload.

@@ -62,7 +62,8 @@ const GLOBAL: [&str; 13] = [
     "stable_node_dups",
     "pages_to_scan",
 ];
-const PER_PROCESS: [&str; 4] = [
+/// The per-process columns, in order (each header cell is `<name>.<field>`).
+pub(crate) const PER_PROCESS: [&str; 4] = [
     "ksm_rmap_items",
     "ksm_zero_pages",
     "ksm_merging_pages",

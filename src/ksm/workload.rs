@@ -485,14 +485,16 @@ fn check_writer(w: &serde_yaml::Value, key: &str, problems: &mut Vec<Problem>) {
 }
 
 impl Process {
-    /// The mapping's layout: `segments`, or the two segments of the `pages` shorthand.
+    /// The mapping's layout: `segments`, or the two segments of the `pages` shorthand
+    /// (`round(shared_fraction × pages)` template pages, then the rest unique). The one
+    /// layout rule: the simulator and the real runner both lay processes out from it.
     pub fn layout(&self) -> Vec<Segment> {
         if !self.segments.is_empty() {
             return self.segments.clone();
         }
         let pages = self.pages.unwrap_or(0);
         let frac = self.shared_fraction.unwrap_or(0.0).clamp(0.0, 1.0);
-        let shared = ((pages as f64) * frac).floor() as u64;
+        let shared = ((pages as f64) * frac).round() as u64;
         let mut out = Vec::new();
         if shared > 0 {
             out.push(Segment::Template {
@@ -579,8 +581,8 @@ pub fn validate(w: &Workload) -> Vec<Problem> {
         ("use_zero_pages", k.use_zero_pages),
         ("merge_across_nodes", k.merge_across_nodes),
     ] {
-        if v.is_some_and(|v| v > 1) {
-            p.push(problem(format!("ksm.{name}"), "must be 0 or 1"));
+        if let Some(v) = v.filter(|v| *v > 1) {
+            p.push(problem(format!("ksm.{name}"), format!("{v} is not 0 or 1")));
         }
     }
     if k.max_page_sharing
@@ -596,7 +598,10 @@ pub fn validate(w: &Workload) -> Vec<Problem> {
     }
     if let Some(mode) = &k.advisor_mode {
         if mode != "none" && mode != "scan-time" {
-            p.push(problem("ksm.advisor_mode", "expected none or scan-time"));
+            p.push(problem(
+                "ksm.advisor_mode",
+                format!("`{mode}` is not `none` or `scan-time`"),
+            ));
         } else if mode == "scan-time" && k.pages_to_scan.is_some() {
             p.push(problem(
                 "ksm.pages_to_scan",
@@ -709,7 +714,10 @@ fn validate_process(pr: &Process, key: &str, p: &mut Vec<Problem>) {
     ] {
         if let Some(v) = v {
             if !(v.is_finite() && v >= 0.0) {
-                p.push(problem(format!("{key}.{name}"), "must be a time ≥ 0"));
+                p.push(problem(
+                    format!("{key}.{name}"),
+                    format!("{v} is not a time ≥ 0"),
+                ));
             }
         }
     }

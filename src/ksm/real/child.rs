@@ -724,7 +724,7 @@ mod tests {
                 r#"{{"name": "p", "segments": [{{"kind": "template", "id": 9, "pages": {pages}}}]}}"#
             ))
             .unwrap();
-            let layout = Layout::of(&p).unwrap();
+            let layout = Layout::of(&p);
             let mut bench = Bench {
                 layout,
                 buf: vec![0; pages as usize * PAGE],
@@ -787,7 +787,7 @@ mod tests {
                 {"kind": "unique", "pages": 2}, {"kind": "zero", "pages": 1}]}"#,
         )
         .unwrap();
-        let layout = Layout::of(&p).unwrap();
+        let layout = Layout::of(&p);
         let mut buf = vec![0xAAu8; 6 * PAGE];
         let mut map = Mapping {
             ptr: NonNull::new(buf.as_mut_ptr()).unwrap(),

@@ -1,7 +1,7 @@
 //! Checking a workload before anything on the host changes, and laying out each
 //! process's mapping.
 
-use crate::ksm::workload::{Process, Segment, Workload};
+use crate::ksm::workload::{validate, Problem, Process, Segment, Workload};
 
 /// The longest run the real runner accepts (FORMAT.md: `duration_s` ≤ 120).
 pub(super) const MAX_DURATION_S: f64 = 120.0;
@@ -44,56 +44,23 @@ pub(super) struct Layout {
 }
 
 impl Layout {
-    /// Expands the `pages`/`shared_fraction`/`template` shorthand: `round(fraction ×
-    /// pages)` template pages, then the rest unique.
-    pub(super) fn of(p: &Process) -> Result<Layout, String> {
-        let shorthand = p.pages.is_some() || p.shared_fraction.is_some() || p.template.is_some();
-        let segments: Vec<Segment> = if p.segments.is_empty() {
-            let Some(pages) = p.pages else {
-                return Err("needs `segments` or `pages`".into());
-            };
-            let fraction = p.shared_fraction.unwrap_or(0.0);
-            if !(0.0..=1.0).contains(&fraction) {
-                return Err(format!("shared_fraction {fraction} is not within 0..1"));
-            }
-            let shared = (pages as f64 * fraction).round() as u64;
-            match (shared, p.template) {
-                (0, _) => vec![Segment::Unique { pages }],
-                (_, None) => return Err("shared_fraction > 0 needs a `template`".into()),
-                (shared, Some(id)) => vec![
-                    Segment::Template { id, pages: shared },
-                    Segment::Unique {
-                        pages: pages - shared,
-                    },
-                ],
-            }
-        } else if shorthand {
-            return Err("`segments` and the `pages` shorthand exclude each other".into());
-        } else {
-            p.segments.clone()
-        };
-        let mut runs = Vec::with_capacity(segments.len());
+    /// Lays out [`Process::layout`] (the one expansion of the `pages` shorthand, shared
+    /// with the simulator) as runs. Expects a process [`validate`] accepted.
+    pub(super) fn of(p: &Process) -> Layout {
+        let mut runs = Vec::new();
         let mut start = 0u64;
-        for s in segments {
+        for s in p.layout() {
             let (pages, fill) = match s {
                 Segment::Template { id, pages } => (pages, Fill::Numbered { base: id, k: 1 }),
-                Segment::Distinct { k: 0, .. } => {
-                    return Err("a distinct segment needs k ≥ 1".into())
-                }
                 Segment::Distinct { k, base, pages } => (pages, Fill::Numbered { base, k }),
                 Segment::Unique { pages } => (pages, Fill::Unique),
                 Segment::Zero { pages } => (pages, Fill::Zero),
                 Segment::Untouched { pages } => (pages, Fill::Untouched),
             };
             runs.push(Run { start, pages, fill });
-            start = start
-                .checked_add(pages)
-                .ok_or_else(|| "too many pages".to_string())?;
+            start += pages;
         }
-        if start == 0 {
-            return Err("has no pages".into());
-        }
-        Ok(Layout { runs, pages: start })
+        Layout { runs, pages: start }
     }
 
     pub(super) fn pages(&self) -> u64 {
@@ -131,101 +98,36 @@ impl Layout {
     }
 }
 
-/// Checks everything the real runner needs from a workload and lays out every
-/// process. Returns all problems at once, `key: problem`, separated by `; `.
+/// Checks a workload for a real run — [`validate`] (the simulator's checks) plus what
+/// only a real run needs — and lays out every process. Returns all problems at once,
+/// `key: problem`, separated by `; `.
 pub(super) fn check(w: &Workload) -> Result<Vec<Layout>, String> {
-    let mut problems = Vec::new();
-    if !(w.duration_s.is_finite() && w.duration_s > 0.0 && w.duration_s <= MAX_DURATION_S) {
-        problems.push(format!(
-            "duration_s: {} is not within (0, {MAX_DURATION_S}]",
-            w.duration_s
-        ));
-    }
-    if w.sample_ms == 0 {
-        problems.push("sample_ms: must be ≥ 1".into());
-    }
-    if w.poll_ms == 0 {
-        problems.push("poll_ms: must be ≥ 1".into());
-    }
-    check_settings(w, &mut problems);
-    if w.processes.is_empty() {
-        problems.push("processes: none".into());
-    }
-    let mut layouts = Vec::with_capacity(w.processes.len());
-    for (i, p) in w.processes.iter().enumerate() {
-        let key = format!("processes[{i}]");
-        if p.name.is_empty() {
-            problems.push(format!("{key}.name: empty"));
-        } else if w.processes[..i].iter().any(|q| q.name == p.name) {
-            problems.push(format!("{key}.name: `{}` used twice", p.name));
-        }
-        for (what, t) in [
-            ("madvise_at_s", Some(p.madvise_at_s)),
-            ("unmerge_at_s", p.unmerge_at_s),
-            ("exit_at_s", p.exit_at_s),
-        ] {
-            if let Some(t) = t.filter(|t| !(t.is_finite() && *t >= 0.0)) {
-                problems.push(format!("{key}.{what}: {t} is not a time ≥ 0"));
-            }
-        }
-        match Layout::of(p) {
-            Ok(layout) => {
-                check_writers(&key, p, layout.pages(), &mut problems);
-                layouts.push(layout);
-            }
-            Err(e) => problems.push(format!("{key}: {e}")),
-        }
+    let mut problems = validate(w);
+    if w.duration_s.is_finite() && w.duration_s > MAX_DURATION_S {
+        // In key order, as `validate` lists them: after `name` and `duration_s`.
+        let at = problems
+            .iter()
+            .take_while(|p| p.key == "name" || p.key == "duration_s")
+            .count();
+        problems.insert(
+            at,
+            Problem {
+                key: "duration_s".into(),
+                message: format!(
+                    "{} s is longer than a real run may last ({MAX_DURATION_S} s)",
+                    w.duration_s
+                ),
+            },
+        );
     }
     if problems.is_empty() {
-        Ok(layouts)
+        Ok(w.processes.iter().map(Layout::of).collect())
     } else {
-        Err(problems.join("; "))
-    }
-}
-
-fn check_settings(w: &Workload, problems: &mut Vec<String>) {
-    let s = &w.ksm;
-    for (key, v) in [
-        ("smart_scan", s.smart_scan),
-        ("use_zero_pages", s.use_zero_pages),
-        ("merge_across_nodes", s.merge_across_nodes),
-    ] {
-        if let Some(v) = v.filter(|v| *v > 1) {
-            problems.push(format!("ksm.{key}: {v} is not 0 or 1"));
-        }
-    }
-    if let Some(mode) = s
-        .advisor_mode
-        .as_deref()
-        .filter(|m| !["none", "scan-time"].contains(m))
-    {
-        problems.push(format!(
-            "ksm.advisor_mode: `{mode}` is not `none` or `scan-time`"
-        ));
-    }
-}
-
-fn check_writers(key: &str, p: &Process, pages: u64, problems: &mut Vec<String>) {
-    for (j, wr) in p.writers.iter().enumerate() {
-        let key = format!("{key}.writers[{j}]");
-        let (a, b) = wr.range;
-        if !(a < b && b <= pages) {
-            problems.push(format!(
-                "{key}.range: [{a}, {b}) is not a non-empty range within the {pages} pages"
-            ));
-        }
-        if wr.pages_per_tick == 0 {
-            problems.push(format!("{key}.pages_per_tick: must be ≥ 1"));
-        }
-        if wr.every_ms == 0 {
-            problems.push(format!("{key}.every_ms: must be ≥ 1"));
-        }
-        if !(wr.start_s.is_finite() && wr.start_s >= 0.0) {
-            problems.push(format!("{key}.start_s: {} is not a time ≥ 0", wr.start_s));
-        }
-        if let Some(stop) = wr.stop_s.filter(|s| !(s.is_finite() && *s >= wr.start_s)) {
-            problems.push(format!("{key}.stop_s: {stop} is before start_s"));
-        }
+        Err(problems
+            .iter()
+            .map(Problem::to_string)
+            .collect::<Vec<_>>()
+            .join("; "))
     }
 }
 
@@ -321,9 +223,9 @@ mod tests {
             "processes[0].writers[0].range: [5, 20)",
             "processes[0].writers[0].pages_per_tick",
             "processes[1].name: `p` used twice",
-            "processes[1]: shared_fraction > 0 needs a `template`",
+            "processes[1].template: missing (needed with shared_fraction)",
             "processes[2].exit_at_s: -1",
-            "processes[2]: needs `segments` or `pages`",
+            "processes[2].segments: no pages: give segments or pages",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
