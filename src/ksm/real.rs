@@ -330,7 +330,7 @@ impl Drop for Active {
 /// The parent's view of the processes during a run.
 struct Runner<'a> {
     w: &'a Workload,
-    layouts: &'a [plan::Layout],
+    layouts: &'a [crate::ksm::workload::Layout],
     ready: Vec<bool>,
     exited: Vec<bool>,
     finished: Vec<bool>,
@@ -338,7 +338,7 @@ struct Runner<'a> {
 }
 
 impl<'a> Runner<'a> {
-    fn new(w: &'a Workload, layouts: &'a [plan::Layout]) -> Runner<'a> {
+    fn new(w: &'a Workload, layouts: &'a [crate::ksm::workload::Layout]) -> Runner<'a> {
         let n = w.processes.len();
         Runner {
             w,

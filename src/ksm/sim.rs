@@ -22,7 +22,9 @@ use super::hash::mix64;
 use super::ksmd::{Ksmd, MmId, MmOptions, Sysfs, ZERO_CONTENT};
 use super::timing::AdvisorMode;
 use super::trace::{Row, Trace};
-use super::workload::{validate, Problem, Segment, Workload, WriteMode, WriteOrder, Writer};
+use super::workload::{
+    validate, Layout, Original, Problem, Workload, WriteMode, WriteOrder, Writer,
+};
 use crate::engine::{rng_stream, EventQueue, SimTime};
 
 const TAG_SHIFT: u32 = 62;
@@ -36,24 +38,15 @@ fn numbered(t: u64) -> u64 {
     t + 1
 }
 
-/// The page's content as laid out by the workload (`None`: untouched).
-fn original(layout: &[Segment], proc_index: usize, page: u64) -> Option<u64> {
-    let mut start = 0u64;
-    for s in layout {
-        let n = s.pages();
-        if page < start + n {
-            let i = page - start;
-            return match s {
-                Segment::Template { id, .. } => Some(numbered(*id)),
-                Segment::Distinct { k, base, .. } => Some(numbered(base + i % k.max(&1))),
-                Segment::Unique { .. } => Some(TAG_UNIQUE | ((proc_index as u64) << 32) | page),
-                Segment::Zero { .. } => Some(ZERO_CONTENT),
-                Segment::Untouched { .. } => None,
-            };
-        }
-        start += n;
+/// The content id page `page` of process `proc_index` starts with (`None` for an
+/// untouched page); the layout itself is shared with the real runner.
+fn original(layout: &Layout, proc_index: usize, page: u64) -> Option<u64> {
+    match layout.original(page) {
+        Original::Numbered(t) => Some(numbered(t)),
+        Original::Unique => Some(TAG_UNIQUE | ((proc_index as u64) << 32) | page),
+        Original::Zero => Some(ZERO_CONTENT),
+        Original::Untouched => None,
     }
-    None
 }
 
 /// `byte` write: the first byte incremented.
@@ -97,7 +90,7 @@ pub fn simulate(w: &Workload) -> Result<Trace, Vec<Problem>> {
     k.record_pass_ends(w.row_on_full_scan);
     apply_settings(&mut k, w)?;
 
-    let layouts: Vec<Vec<Segment>> = w.processes.iter().map(|p| p.layout()).collect();
+    let layouts: Vec<Layout> = w.processes.iter().map(Layout::of).collect();
     let mut mms = Vec::new();
     for (i, p) in w.processes.iter().enumerate() {
         let pages = p.total_pages() as u32;
@@ -236,7 +229,7 @@ fn write_tick(
     mm: MmId,
     wr: &Writer,
     st: &mut WriterState,
-    layout: &[Segment],
+    layout: &Layout,
     proc_index: usize,
     fresh: &mut u64,
 ) -> Result<(), super::ksmd::KsmError> {

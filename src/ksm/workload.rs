@@ -757,6 +757,100 @@ fn validate_process(pr: &Process, key: &str, p: &mut Vec<Problem>) {
     }
 }
 
+/// How the pages of one run of a mapping are filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// Page `i` of the run holds content `base + (i mod k)` (a template is `k` = 1).
+    Numbered {
+        base: u64,
+        k: u64,
+    },
+    Unique,
+    Zero,
+    Untouched,
+}
+
+/// `pages` pages from page `start` of the mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub start: u64,
+    pub pages: u64,
+    pub fill: Fill,
+}
+
+/// What one page held once laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Original {
+    Numbered(u64),
+    Unique,
+    Zero,
+    Untouched,
+}
+
+/// A process's mapping: its segments back to back, as runs. The one place that says
+/// what each page of a mapping originally holds, for the simulator and the real
+/// runner alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    runs: Vec<Run>,
+    pages: u64,
+}
+
+impl Layout {
+    /// Lays out [`Process::layout`] (the one expansion of the `pages` shorthand, shared
+    /// with the simulator) as runs. Expects a process [`validate`] accepted.
+    pub fn of(p: &Process) -> Layout {
+        let mut runs = Vec::new();
+        let mut start = 0u64;
+        for s in p.layout() {
+            let (pages, fill) = match s {
+                Segment::Template { id, pages } => (pages, Fill::Numbered { base: id, k: 1 }),
+                Segment::Distinct { k, base, pages } => (pages, Fill::Numbered { base, k }),
+                Segment::Unique { pages } => (pages, Fill::Unique),
+                Segment::Zero { pages } => (pages, Fill::Zero),
+                Segment::Untouched { pages } => (pages, Fill::Untouched),
+            };
+            runs.push(Run { start, pages, fill });
+            start += pages;
+        }
+        Layout { runs, pages: start }
+    }
+
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// Pages that are faulted in (all but `untouched` ones).
+    pub fn touched(&self) -> u64 {
+        self.runs
+            .iter()
+            .filter(|r| r.fill != Fill::Untouched)
+            .map(|r| r.pages)
+            .sum()
+    }
+
+    pub fn runs(&self) -> &[Run] {
+        &self.runs
+    }
+
+    /// The original content of page `i` (< [`Layout::pages`]).
+    pub fn original(&self, i: u64) -> Original {
+        let run = self
+            .runs
+            .iter()
+            .find(|r| i >= r.start && i - r.start < r.pages)
+            .expect("page index within the mapping");
+        match run.fill {
+            Fill::Numbered { base, k } => {
+                Original::Numbered(base.wrapping_add((i - run.start) % k))
+            }
+            Fill::Unique => Original::Unique,
+            Fill::Zero => Original::Zero,
+            Fill::Untouched => Original::Untouched,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,8 +19,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::content::{self, PAGE};
-use super::plan::{Fill, Layout, Original};
-use crate::ksm::workload::{Process, WriteMode, WriteOrder, Writer};
+use crate::ksm::workload::{Fill, Layout, Original, Process, WriteMode, WriteOrder, Writer};
 
 /// Time of a run: nanoseconds since `run=1` was written, on the monotonic clock that
 /// parent and children share (an `Instant` taken before the fork is valid in both).

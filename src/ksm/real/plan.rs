@@ -1,102 +1,10 @@
 //! Checking a workload before anything on the host changes, and laying out each
 //! process's mapping.
 
-use crate::ksm::workload::{validate, Problem, Process, Segment, Workload};
+use crate::ksm::workload::{validate, Layout, Problem, Workload};
 
 /// The longest run the real runner accepts (FORMAT.md: `duration_s` ≤ 120).
 pub(super) const MAX_DURATION_S: f64 = 120.0;
-
-/// How the pages of one run of a mapping are filled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Fill {
-    /// Page `i` of the run holds content `base + (i mod k)` (a template is `k` = 1).
-    Numbered {
-        base: u64,
-        k: u64,
-    },
-    Unique,
-    Zero,
-    Untouched,
-}
-
-/// `pages` pages from page `start` of the mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Run {
-    pub start: u64,
-    pub pages: u64,
-    pub fill: Fill,
-}
-
-/// What one page held once laid out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Original {
-    Numbered(u64),
-    Unique,
-    Zero,
-    Untouched,
-}
-
-/// A process's mapping: its segments back to back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Layout {
-    runs: Vec<Run>,
-    pages: u64,
-}
-
-impl Layout {
-    /// Lays out [`Process::layout`] (the one expansion of the `pages` shorthand, shared
-    /// with the simulator) as runs. Expects a process [`validate`] accepted.
-    pub(super) fn of(p: &Process) -> Layout {
-        let mut runs = Vec::new();
-        let mut start = 0u64;
-        for s in p.layout() {
-            let (pages, fill) = match s {
-                Segment::Template { id, pages } => (pages, Fill::Numbered { base: id, k: 1 }),
-                Segment::Distinct { k, base, pages } => (pages, Fill::Numbered { base, k }),
-                Segment::Unique { pages } => (pages, Fill::Unique),
-                Segment::Zero { pages } => (pages, Fill::Zero),
-                Segment::Untouched { pages } => (pages, Fill::Untouched),
-            };
-            runs.push(Run { start, pages, fill });
-            start += pages;
-        }
-        Layout { runs, pages: start }
-    }
-
-    pub(super) fn pages(&self) -> u64 {
-        self.pages
-    }
-
-    /// Pages that are faulted in (all but `untouched` ones).
-    pub(super) fn touched(&self) -> u64 {
-        self.runs
-            .iter()
-            .filter(|r| r.fill != Fill::Untouched)
-            .map(|r| r.pages)
-            .sum()
-    }
-
-    pub(super) fn runs(&self) -> &[Run] {
-        &self.runs
-    }
-
-    /// The original content of page `i` (< [`Layout::pages`]).
-    pub(super) fn original(&self, i: u64) -> Original {
-        let run = self
-            .runs
-            .iter()
-            .find(|r| i >= r.start && i - r.start < r.pages)
-            .expect("page index within the mapping");
-        match run.fill {
-            Fill::Numbered { base, k } => {
-                Original::Numbered(base.wrapping_add((i - run.start) % k))
-            }
-            Fill::Unique => Original::Unique,
-            Fill::Zero => Original::Zero,
-            Fill::Untouched => Original::Untouched,
-        }
-    }
-}
 
 /// Checks a workload for a real run — [`validate`] (the simulator's checks) plus what
 /// only a real run needs — and lays out every process. Returns all problems at once,
@@ -134,6 +42,7 @@ pub(super) fn check(w: &Workload) -> Result<Vec<Layout>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ksm::workload::{Fill, Original, Run};
 
     fn workload(json: &str) -> Workload {
         serde_json::from_str(json).unwrap()
