@@ -31,6 +31,10 @@ pub struct HostSample {
     pub zfs_arc_bytes: u64,
     pub swap_total_bytes: u64,
     pub swap_used_bytes: u64,
+    /// Guest RAM the host swapped out / faulted back in since the previous sample
+    /// (host swap-ins are guest accesses stalled on the host's disk: double paging).
+    pub host_swap_out_pages: u64,
+    pub host_swap_in_pages: u64,
     pub vms_running: u32,
 }
 

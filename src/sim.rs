@@ -26,7 +26,7 @@ use crate::autoballoon::{self, VmStatus};
 use crate::balloon::PAGE;
 use crate::engine::{EventQueue, SimTime};
 use crate::guest::{Counters, Guest, GuestEvent, HostDelta};
-use crate::host::{Host, OutOfMemory};
+use crate::host::{Host, HostCounters, OutOfMemory};
 use crate::metrics::{Event as Record, EventKind, HostSample, RunResult, Summary, VmSample};
 use crate::scenario::{Scenario, VmConfig};
 
@@ -130,6 +130,8 @@ struct Sim<'a> {
     balloon_commands: u64,
     /// Last tick with host swap-out.
     host_swap_seen: Option<SimTime>,
+    /// Host swap counters at the previous sample, for per-sample deltas.
+    last_host: HostCounters,
 }
 
 /// Runs a scenario to its end and returns everything it recorded.
@@ -199,6 +201,7 @@ impl<'a> Sim<'a> {
             last_goal: 0,
             balloon_commands: 0,
             host_swap_seen: None,
+            last_host: HostCounters::default(),
         }
     }
 
@@ -548,6 +551,7 @@ impl<'a> Sim<'a> {
         let now = nominal(t);
         let t_s = now.as_secs_f64();
         let info = self.host.meminfo();
+        let host = self.host.counters();
         let p = &self.sc.pvestatd;
         self.out.host.push(HostSample {
             t_s,
@@ -566,8 +570,11 @@ impl<'a> Sim<'a> {
             zfs_arc_bytes: self.host.zfs_arc() * PAGE,
             swap_total_bytes: self.host.swap_total() * PAGE,
             swap_used_bytes: self.host.swap_used() * PAGE,
+            host_swap_out_pages: host.swap_out - self.last_host.swap_out,
+            host_swap_in_pages: host.swap_in - self.last_host.swap_in,
             vms_running: self.vms.iter().filter(|v| v.guest.is_some()).count() as u32,
         });
+        self.last_host = host;
         for i in 0..self.vms.len() {
             let row = self.vm_sample(i, t_s);
             self.out.vms.push(row);

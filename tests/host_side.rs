@@ -270,6 +270,14 @@ fn host_swap_absorbs_overcommit_before_the_host_oom_killer() {
         .map(|v| v.host_swapped_bytes)
         .collect();
     assert!(swapped.iter().all(|&s| s > 0), "{swapped:?}");
+    let swapped_in: u64 = r.host.iter().map(|h| h.host_swap_in_pages).sum();
+    let swapped_out: u64 = r.host.iter().map(|h| h.host_swap_out_pages).sum();
+    assert!(
+        swapped_out * PAGE > GIB,
+        "host swap-out {} MiB",
+        swapped_out * PAGE / MIB
+    );
+    assert!(swapped_in > 0, "hot guest pages fault back from host swap");
     // Without swap the same host must kill a VM.
     sc.host.swap = 0;
     assert_eq!(memsim::sim::run(&sc).summary.host_oom_kills, 1);

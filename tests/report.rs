@@ -26,7 +26,7 @@ const FILES: [&str; 10] = [
 const HOST_COLUMNS: &str = "t_s,mem_total_bytes,mem_free_bytes,buffers_bytes,cached_bytes,\
     mem_available_bytes,memused_bytes,target_bytes,goal_bytes,host_reserved_bytes,\
     guest_resident_bytes,qemu_overhead_bytes,thp_deferred_bytes,zfs_arc_bytes,\
-    swap_total_bytes,swap_used_bytes,vms_running";
+    swap_total_bytes,swap_used_bytes,host_swap_out_pages,host_swap_in_pages,vms_running";
 const VM_COLUMNS: &str = "t_s,vmid,name,state,maxmem_bytes,balloon_min_bytes,target_bytes,\
     actual_bytes,guest_mem_total_bytes,guest_mem_free_bytes,guest_cached_bytes,\
     guest_anon_bytes,guest_kernel_bytes,guest_swap_used_bytes,host_resident_bytes,\
