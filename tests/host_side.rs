@@ -282,3 +282,25 @@ fn host_swap_absorbs_overcommit_before_the_host_oom_killer() {
     sc.host.swap = 0;
     assert_eq!(memsim::sim::run(&sc).summary.host_oom_kills, 1);
 }
+
+#[test]
+fn windows_touches_all_its_ram_at_boot_and_linux_does_not() {
+    let idle = || vec![process("svc", Shape::Constant(256 * MIB), 0.5, 0)];
+    let mut win = vm(101, 4 * GIB, None, idle());
+    win.os = memsim::scenario::Os::Windows;
+    let linux = vm(102, 4 * GIB, None, idle());
+    let r = memsim::sim::run(&scenario(32 * GIB, secs(60), vec![win, linux]));
+    let last = |vmid| {
+        r.vms
+            .iter()
+            .rfind(|v| v.vmid == vmid)
+            .unwrap()
+            .host_resident_bytes
+    };
+    assert_eq!(last(101), 4 * GIB, "Windows zeroes every page at boot");
+    assert!(
+        last(102) < GIB,
+        "Linux touches what it uses: {} MiB",
+        last(102) / MIB
+    );
+}
