@@ -23,6 +23,15 @@
 //!
 //! The guest reports what the host must do as deltas ([`HostDelta`]): pages newly
 //! touched, and touched pages handed back by the balloon or free page reporting.
+//!
+//! Beside the counts, every page has an index and every owner a set of indices
+//! ([`pages`]), so that KSM can later see *which* pages change; the counts stay the
+//! source of truth for reclaim and OOM, and the index sets follow them exactly.
+
+mod pages;
+
+use pages::Pages;
+pub use pages::{Owner, PageMove};
 
 use crate::balloon::{Balloon, Driver, Plan, PAGE};
 use crate::engine::{rng_stream, SimTime};
@@ -202,6 +211,8 @@ pub struct Guest {
     deflate_on_oom: bool,
     free_page_reporting: bool,
     free: Free,
+    /// Which indices each owner holds (mirrors the counts).
+    pages: Pages,
     cache_cold: u64,
     procs: Vec<Process>,
     swap_total: u64,
@@ -249,6 +260,13 @@ impl Guest {
             })
             .collect();
         let free_pages = managed - kernel;
+        let index_map = Pages::new(
+            ram,
+            reserved,
+            kernel,
+            vm.processes.len(),
+            vm.os == Os::Windows,
+        );
         let free = match vm.os {
             Os::Windows => Free {
                 contig: free_pages,
@@ -269,6 +287,7 @@ impl Guest {
             deflate_on_oom: vm.deflate_on_oom,
             free_page_reporting: vm.free_page_reporting,
             free,
+            pages: index_map,
             cache_cold: 0,
             procs,
             swap_total: pages(vm.swap),
@@ -370,6 +389,23 @@ impl Guest {
         std::mem::take(&mut self.events)
     }
 
+    /// Every owner with the page indices it holds: a partition of `0..memory / 4 KiB`
+    /// (empty owners left out).
+    pub fn page_owners(&self) -> Vec<(Owner, Vec<u32>)> {
+        self.pages.owners()
+    }
+
+    /// Starts recording page moves for [`Guest::take_page_moves`] (off by default: the
+    /// log costs memory for every page moved).
+    pub fn record_page_moves(&mut self) {
+        self.pages.record();
+    }
+
+    /// Takes the page moves since the last call (empty unless recording).
+    pub fn take_page_moves(&mut self) -> Vec<PageMove> {
+        self.pages.take_moves()
+    }
+
     // ---- one step --------------------------------------------------------------------
 
     /// Advances the guest by `dt` ending at `now`: restarts, workload demand, swap-ins of
@@ -401,6 +437,7 @@ impl Guest {
         let n = room.min(self.free.contig).min(FPR_BATCH_PAGES);
         self.free.contig -= n;
         self.free.untouched += n;
+        self.pages.mv(Owner::FreeContig, Owner::FreeUntouched, n);
         self.delta.discard_contig += n;
     }
 
@@ -445,7 +482,7 @@ impl Guest {
         if n == 0 || !self.procs[i].alive {
             return;
         }
-        let got = self.alloc_for(i, n);
+        let got = self.alloc_for(i, n, anon_owner(i, hot));
         let p = &mut self.procs[i];
         if hot {
             p.hot_res += got;
@@ -468,6 +505,8 @@ impl Guest {
         let from_res = (n - from_sw).min(*res);
         *res -= from_res;
         self.free.contig += from_res;
+        self.pages
+            .mv(anon_owner(i, hot), Owner::FreeContig, from_res);
     }
 
     /// Hot pages that were swapped out fault back in (major faults), and writes landing
@@ -484,7 +523,7 @@ impl Guest {
             if n == 0 {
                 continue;
             }
-            let got = self.alloc_for(i, n);
+            let got = self.alloc_for(i, n, anon_owner(i, hot));
             let Some(p) = self.procs.get_mut(i).filter(|p| p.alive) else {
                 return;
             };
@@ -498,6 +537,7 @@ impl Guest {
             *sw -= got;
             *res += got;
             self.free.contig += excess;
+            self.pages.mv(anon_owner(i, hot), Owner::FreeContig, excess);
             self.counters.swap_in += got;
             self.counters.major_faults += got;
         }
@@ -511,7 +551,7 @@ impl Guest {
         let missing = pages(p.spec.cache).saturating_sub(p.cache_hot);
         let n = missing.min(dt.of_rate(DISK_PAGES_PER_SEC));
         if n > 0 {
-            let got = self.alloc(n, Requester::HotCache);
+            let got = self.alloc(n, Requester::HotCache, Owner::CacheHot(i as u32));
             let p = &mut self.procs[i];
             let refaults = n.min(p.cache_shadow);
             p.cache_shadow -= refaults;
@@ -521,7 +561,7 @@ impl Guest {
         }
         let stream = dt.of_rate(pages(self.procs[i].spec.read_rate));
         if stream > 0 {
-            let got = self.alloc(stream, Requester::ColdCache);
+            let got = self.alloc(stream, Requester::ColdCache, Owner::CacheCold);
             self.cache_cold += got;
         }
     }
@@ -532,10 +572,11 @@ impl Guest {
             Plan::Deflate(n) => {
                 self.balloon.deflated(n);
                 self.free.untouched += n;
+                self.pages.mv(Owner::Balloon, Owner::FreeUntouched, n);
             }
             Plan::Inflate(n) => {
                 let driver = self.balloon.driver().unwrap_or(Driver::Linux);
-                let took = self.take(n, Requester::Balloon(driver));
+                let took = self.take(n, Requester::Balloon(driver), Owner::Balloon);
                 let got = took.total();
                 self.delta.discard_scattered += took.scattered;
                 self.delta.discard_contig += took.contig;
@@ -551,19 +592,23 @@ impl Guest {
     /// An ordinary allocation of `n` pages by process `i`: reclaim, then deflate-on-oom
     /// or the OOM killer while pages are still missing. Returns the pages granted (less
     /// than `n` only if the process itself was killed or nothing could be freed).
-    fn alloc_for(&mut self, i: usize, n: u64) -> u64 {
-        let mut got = self.alloc(n, Requester::Process);
+    ///
+    /// Granted pages go to `to` at once, before the counts catch up.
+    fn alloc_for(&mut self, i: usize, n: u64, to: Owner) -> u64 {
+        let mut got = self.alloc(n, Requester::Process, to);
         let mut rounds = 0;
         while got < n && self.procs[i].alive && rounds < MAX_OOM_ROUNDS {
             rounds += 1;
             if self.swap_throttled() || !self.out_of_memory(i) {
                 break;
             }
-            got += self.alloc(n - got, Requester::Process);
+            got += self.alloc(n - got, Requester::Process, to);
         }
         if !self.procs[i].alive {
-            // The allocating process was the victim: what it got dies with it.
+            // The allocating process was the victim: what it got dies with it (`kill`
+            // freed what `to` held then; pages granted after the kill are freed here).
             self.free.contig += got;
+            self.pages.mv_all(to, Owner::FreeContig);
             return 0;
         }
         got
@@ -576,6 +621,7 @@ impl Guest {
             let n = self.balloon.oom_deflate();
             if n > 0 {
                 self.free.untouched += n;
+                self.pages.mv(Owner::Balloon, Owner::FreeUntouched, n);
                 self.events.push(GuestEvent::DeflateOnOom { pages: n });
                 return true;
             }
@@ -626,13 +672,19 @@ impl Guest {
         p.cache_shadow = 0;
         p.alive = false;
         p.restart_at = p.spec.restart_after.map(|d| now + d);
+        // Whole lists: they may also hold pages granted to an allocation of this
+        // process that is still in progress (see `alloc_for`).
+        let k = j as u32;
+        self.pages.mv_all(Owner::AnonHot(k), Owner::FreeContig);
+        self.pages.mv_all(Owner::AnonCold(k), Owner::FreeContig);
+        self.pages.mv_all(Owner::CacheHot(k), Owner::CacheCold);
         freed
     }
 
     /// Allocates up to `n` pages for `who`, reclaiming as its allocation context
     /// allows; returns the pages granted.
-    fn alloc(&mut self, n: u64, who: Requester) -> u64 {
-        let took = self.take(n, who);
+    fn alloc(&mut self, n: u64, who: Requester, to: Owner) -> u64 {
+        let took = self.take(n, who, to);
         self.delta.touched += took.untouched;
         took.total()
     }
@@ -640,16 +692,16 @@ impl Guest {
     /// Takes up to `n` free pages, reclaiming first when the allocation would dip below
     /// the low watermark (kswapd brings free memory back to `high`). Ordinary
     /// allocations may use free pages down to `min`.
-    fn take(&mut self, n: u64, who: Requester) -> Free {
+    fn take(&mut self, n: u64, who: Requester, to: Owner) -> Free {
         let free = self.free.total();
         if free >= n + self.wm.low {
-            return self.free.take(n);
+            return self.take_free(n, to);
         }
         if who == Requester::ColdCache {
             // Streaming reads do not push anything out but older once-read pages,
             // which they recycle one for one (cache trim mode): no net growth.
             let room = free.saturating_sub(self.wm.high);
-            return self.free.take(n.min(room));
+            return self.take_free(n.min(room), to);
         }
         self.reclaim(n + self.wm.high - free, who);
         let floor = match who {
@@ -657,7 +709,18 @@ impl Guest {
             _ => self.wm.min,
         };
         let grant = n.min(self.free.total().saturating_sub(floor));
-        self.free.take(grant)
+        self.take_free(grant, to)
+    }
+
+    /// Takes `n` free pages (at most what is free) for `to`, counts and indices alike.
+    fn take_free(&mut self, n: u64, to: Owner) -> Free {
+        let took = self.free.take(n);
+        let moved = self.pages.take_free(n, to);
+        debug_assert_eq!(
+            (moved.untouched, moved.scattered, moved.contig),
+            (took.untouched, took.scattered, took.contig)
+        );
+        took
     }
 
     /// Frees at least `want` pages if it can, in Linux's order (module doc). Returns
@@ -695,6 +758,7 @@ impl Guest {
         let k = n.min(self.cache_cold);
         self.cache_cold -= k;
         self.free.scattered += k;
+        self.pages.mv(Owner::CacheCold, Owner::FreeScattered, k);
         self.counters.cache_reclaimed += k;
         k
     }
@@ -704,9 +768,11 @@ impl Guest {
     fn evict_hot_cache(&mut self, n: u64) -> u64 {
         let sizes: Vec<u64> = self.procs.iter().map(|p| p.cache_hot).collect();
         let parts = split_proportional(&sizes, n);
-        for (p, k) in self.procs.iter_mut().zip(&parts) {
+        for (j, (p, &k)) in self.procs.iter_mut().zip(&parts).enumerate() {
             p.cache_hot -= k;
             p.cache_shadow += k;
+            self.pages
+                .mv(Owner::CacheHot(j as u32), Owner::FreeScattered, k);
         }
         let k: u64 = parts.iter().sum();
         self.free.scattered += k;
@@ -727,7 +793,7 @@ impl Guest {
             .map(|p| if hot { p.hot_res } else { p.cold_res })
             .collect();
         let parts = split_proportional(&sizes, n.min(room));
-        for (p, k) in self.procs.iter_mut().zip(&parts) {
+        for (j, (p, &k)) in self.procs.iter_mut().zip(&parts).enumerate() {
             if hot {
                 p.hot_res -= k;
                 p.hot_sw += k;
@@ -735,6 +801,8 @@ impl Guest {
                 p.cold_res -= k;
                 p.cold_sw += k;
             }
+            // Guest swap: the content goes to the guest's disk, the index to the free pool.
+            self.pages.mv(anon_owner(j, hot), Owner::FreeScattered, k);
         }
         let k: u64 = parts.iter().sum();
         self.free.scattered += k;
@@ -752,6 +820,15 @@ impl Guest {
             && self.swap_used() < self.swap_total
             && self.anon_resident() > 0
             && self.swappiness > 0
+    }
+}
+
+/// The owner of process `i`'s resident hot or cold anon pages.
+fn anon_owner(i: usize, hot: bool) -> Owner {
+    if hot {
+        Owner::AnonHot(i as u32)
+    } else {
+        Owner::AnonCold(i as u32)
     }
 }
 
