@@ -130,6 +130,8 @@ struct Sim<'a> {
     balloon_commands: u64,
     /// Last tick with host swap-out.
     host_swap_seen: Option<SimTime>,
+    /// `"vmid/process"` of every guest OOM victim, in kill order.
+    guest_victims: Vec<String>,
     /// Host swap counters at the previous sample, for per-sample deltas.
     last_host: HostCounters,
 }
@@ -201,6 +203,7 @@ impl<'a> Sim<'a> {
             last_goal: 0,
             balloon_commands: 0,
             host_swap_seen: None,
+            guest_victims: Vec::new(),
             last_host: HostCounters::default(),
         }
     }
@@ -427,14 +430,17 @@ impl<'a> Sim<'a> {
                 badness,
                 freed_pages,
                 triggered_by,
-            } => (
+            } => {
+                self.guest_victims.push(format!("{vmid}/{process}"));
+                (
                 EventKind::GuestOomKill,
                 badness,
                 format!(
                     "guest OOM: {triggered_by} invoked oom-killer; killed {process} (badness {badness}), freed {} MiB",
                     mib(freed_pages)
                 ),
-            ),
+            )
+            }
             GuestEvent::OomNoVictim { triggered_by } => (
                 EventKind::GuestOomKill,
                 0,
@@ -450,11 +456,9 @@ impl<'a> Sim<'a> {
                 (wanted * PAGE) as i64,
                 format!("balloon: Out of puff! Can't get {wanted} pages"),
             ),
-            GuestEvent::ProcessRestart { process } => (
-                EventKind::ProcessRestart,
-                0,
-                format!("{process} restarted"),
-            ),
+            GuestEvent::ProcessRestart { process } => {
+                (EventKind::ProcessRestart, 0, format!("{process} restarted"))
+            }
         };
         self.record(t, vmid, kind, value, detail);
     }
@@ -646,11 +650,6 @@ impl<'a> Sim<'a> {
             })
             .sum();
         let events = &self.out.events;
-        let guest_victims = events
-            .iter()
-            .filter(|e| e.kind == EventKind::GuestOomKill && e.value != 0)
-            .map(|e| format!("{}/{}", e.vmid, victim_name(&e.detail)))
-            .collect();
         let host_victims: Vec<u32> = events
             .iter()
             .filter(|e| e.kind == EventKind::HostOomKill)
@@ -671,7 +670,7 @@ impl<'a> Sim<'a> {
             guest_swap_out_pages: totals.swap_out,
             cache_refault_pages: totals.cache_refaults,
             guest_oom_kills: totals.oom_kills,
-            guest_oom_victims: guest_victims,
+            guest_oom_victims: self.guest_victims.clone(),
             host_oom_kills: host_victims.len() as u64,
             host_oom_victims: host_victims,
         }
@@ -694,14 +693,6 @@ fn onset(seen: &mut Option<SimTime>, t: SimTime, active: bool) -> bool {
 /// The nominal instant of an event (its time without the ordering phase).
 fn nominal(t: SimTime) -> SimTime {
     SimTime(t.as_nanos() - t.as_nanos() % 1_000)
-}
-
-fn victim_name(detail: &str) -> &str {
-    detail
-        .split("killed ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .unwrap_or("?")
 }
 
 /// Pages as whole MiB, for messages.
