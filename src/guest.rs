@@ -395,6 +395,18 @@ impl Guest {
         self.pages.owners()
     }
 
+    /// The pages the processes write in a step of `dt` (`write_rate` each): the most
+    /// recently used end of each live process's hot anonymous memory. Writing changes a
+    /// page's content, which breaks KSM sharing and keeps it volatile.
+    pub fn written_pages(&self, dt: SimTime) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (i, p) in self.procs.iter().enumerate().filter(|(_, p)| p.alive) {
+            let n = dt.of_rate(pages(p.spec.write_rate));
+            out.extend(self.pages.top(Owner::AnonHot(i as u32), n));
+        }
+        out
+    }
+
     /// Starts recording page moves for [`Guest::take_page_moves`] (off by default: the
     /// log costs memory for every page moved).
     pub fn record_page_moves(&mut self) {

@@ -61,6 +61,8 @@ pub struct Backing {
     pub running: bool,
     /// Passthrough or hugepages: all RAM taken at start, never swapped or discarded.
     pub pinned: bool,
+    /// Configured guest RAM (what QEMU maps).
+    pub ram: u64,
     pub resident: u64,
     pub swapped: u64,
     /// Discarded pages still held in split-pending THPs.
@@ -93,6 +95,10 @@ pub struct Host {
     wm: Watermarks,
     vms: Vec<Backing>,
     counters: HostCounters,
+    /// Guest RAM pages KSM saves (mapped more than once, or mapped to the zero page).
+    ksm_saved: u64,
+    /// ksmd's rmap_items slab, pages.
+    ksm_slab: u64,
 }
 
 impl Host {
@@ -122,6 +128,8 @@ impl Host {
             wm,
             vms: vec![Backing::default(); vm_count],
             counters: HostCounters::default(),
+            ksm_saved: 0,
+            ksm_slab: 0,
         }
     }
 
@@ -163,14 +171,34 @@ impl Host {
     }
 
     fn used(&self) -> u64 {
-        self.reserved
-            + self.zfs_arc
-            + self.cache
-            + self
-                .vms
-                .iter()
-                .map(|b| b.resident + b.deferred + b.overhead)
-                .sum::<u64>()
+        let vms = self
+            .vms
+            .iter()
+            .map(|b| b.resident + b.deferred + b.overhead)
+            .sum::<u64>();
+        (self.reserved + self.zfs_arc + self.cache + vms + self.ksm_slab)
+            .saturating_sub(self.ksm_saved)
+    }
+
+    pub fn ksm_saved(&self) -> u64 {
+        self.ksm_saved
+    }
+
+    /// KSM's effect on host memory: `saved` guest pages share a page with another
+    /// mapping (or the zero page), and ksmd's rmap_items take `slab` pages. Per-VM RSS
+    /// keeps counting merged pages, as the kernel's does (it matters for the OOM
+    /// killer's choice). When merging shrinks — copy-on-write breaks, `run=2` — the
+    /// copies need memory now, which may make the host reclaim, swap or OOM-kill.
+    ///
+    /// Host swap-out of guest RAM is blind to merging here: the savings stay as
+    /// counted (bounded by the guest RAM still resident).
+    pub fn set_ksm(&mut self, saved: u64, slab: u64) -> Result<(), OutOfMemory> {
+        let saved = saved.min(self.guest_resident());
+        let grows = (self.ksm_saved + slab).saturating_sub(saved + self.ksm_slab);
+        let short = self.make_room(grows);
+        self.ksm_saved = saved;
+        self.ksm_slab = slab;
+        short
     }
 
     fn free(&self) -> u64 {
@@ -201,6 +229,7 @@ impl Host {
         self.vms[vm] = Backing {
             running: true,
             pinned,
+            ram: ram_pages,
             ..Backing::default()
         };
         let need = self.qemu_overhead + if pinned { ram_pages } else { 0 };

@@ -36,6 +36,21 @@ pub struct HostSample {
     pub host_swap_out_pages: u64,
     pub host_swap_in_pages: u64,
     pub vms_running: u32,
+    /// Memory KSM saves now (every extra mapping of a KSM page, KSM zero pages).
+    pub ksm_saved_bytes: u64,
+    /// `/sys/kernel/mm/ksm`: the knobs ksmtuned writes, then ksmd's counters.
+    pub ksm_run: u8,
+    pub ksm_pages_to_scan: u64,
+    pub ksm_sleep_millisecs: u64,
+    pub ksm_full_scans: u64,
+    pub ksm_pages_scanned: u64,
+    pub ksm_pages_shared: u64,
+    pub ksm_pages_sharing: u64,
+    pub ksm_pages_unshared: u64,
+    pub ksm_pages_volatile: u64,
+    pub ksm_pages_skipped: u64,
+    pub ksm_zero_pages: u64,
+    pub ksm_general_profit_bytes: i64,
 }
 
 /// One row of `timeseries_vms.csv`, per VM per sample.
@@ -89,6 +104,10 @@ pub enum EventKind {
     ProcessRestart,
     HostSwapOut,
     HostOomKill,
+    /// ksmtuned wrote `run=1` after `run=0` (or at its first start).
+    KsmStart,
+    /// ksmtuned wrote `run=0`.
+    KsmStop,
 }
 
 /// One row of `events.csv`.
@@ -126,6 +145,11 @@ pub struct Summary {
     pub guest_oom_victims: Vec<String>,
     pub host_oom_kills: u64,
     pub host_oom_victims: Vec<u32>,
+    pub peak_ksm_saved_bytes: u64,
+    pub mean_ksm_saved_bytes: u64,
+    /// Pages ksmd looked at over the run, and its CPU time by the scan cost model.
+    pub ksm_pages_scanned: u64,
+    pub ksmd_cpu_s: f64,
 }
 
 /// Everything one run produced.

@@ -18,6 +18,8 @@
 //! log — runs afterwards in VM order, so the result does not depend on the number of
 //! threads.
 
+mod ksm;
+
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
@@ -29,6 +31,7 @@ use crate::guest::{Counters, Guest, GuestEvent, HostDelta};
 use crate::host::{Host, HostCounters, OutOfMemory};
 use crate::metrics::{Event as Record, EventKind, HostSample, RunResult, Summary, VmSample};
 use crate::scenario::{Scenario, VmConfig};
+use ksm::{Cycle, HostKsm};
 
 /// The one event type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +44,7 @@ pub enum Event {
     StatsPoll,
     PageReporting,
     Pvestatd,
+    Ksmtuned,
     Sample,
 }
 
@@ -51,7 +55,8 @@ enum Phase {
     StatsPoll = 1,
     PageReporting = 2,
     Pvestatd = 3,
-    Sample = 4,
+    Ksmtuned = 4,
+    Sample = 5,
 }
 
 impl Phase {
@@ -134,6 +139,8 @@ struct Sim<'a> {
     guest_victims: Vec<String>,
     /// Host swap counters at the previous sample, for per-sample deltas.
     last_host: HostCounters,
+    /// ksmd and ksmtuned, when KSM can run at all.
+    ksm: Option<HostKsm>,
 }
 
 /// Runs a scenario to its end and returns everything it recorded.
@@ -178,6 +185,11 @@ impl<'a> Sim<'a> {
             queue.schedule(Phase::Pvestatd.at(sc.pvestatd.interval), Event::Pvestatd);
         }
         queue.schedule(Phase::Sample.at(SimTime::ZERO), Event::Sample);
+        let host = Host::new(&sc.host, sc.vms.len());
+        let ksm = HostKsm::new(sc, host.meminfo().mem_total / 1024);
+        if let Some(every) = ksm.as_ref().and_then(HostKsm::monitor_interval) {
+            queue.schedule(Phase::Ksmtuned.at(every), Event::Ksmtuned);
+        }
         let vms = sc
             .vms
             .iter()
@@ -197,7 +209,7 @@ impl<'a> Sim<'a> {
         Sim {
             sc,
             queue,
-            host: Host::new(&sc.host, sc.vms.len()),
+            host,
             vms,
             out: RunResult::default(),
             last_goal: 0,
@@ -205,6 +217,7 @@ impl<'a> Sim<'a> {
             host_swap_seen: None,
             guest_victims: Vec::new(),
             last_host: HostCounters::default(),
+            ksm,
         }
     }
 
@@ -237,6 +250,12 @@ impl<'a> Sim<'a> {
             Event::Pvestatd => {
                 self.pvestatd(t);
                 self.again(t, self.sc.pvestatd.interval, ev);
+            }
+            Event::Ksmtuned => {
+                self.ksmtuned(t);
+                if let Some(every) = self.ksm.as_ref().and_then(HostKsm::monitor_interval) {
+                    self.again(t, every, ev);
+                }
             }
             Event::Sample => {
                 self.sample(t);
@@ -273,17 +292,19 @@ impl<'a> Sim<'a> {
         if let (true, Some(min)) = (cfg.balloon_device, cfg.balloon_min.filter(|&m| m > 0)) {
             guest.set_balloon_target(min);
         }
+        let merged = match self.ksm.as_mut() {
+            Some(k) => k.start_vm(nominal(t), i, cfg, &mut guest),
+            None => Ok(()),
+        };
+        let detail = match merged {
+            Ok(()) => String::new(),
+            Err(e) => format!("KSM cannot track this VM's RAM ({e}); it is never merged"),
+        };
         let vm = &mut self.vms[i];
         vm.guest = Some(guest);
         vm.state = VmState::Running;
         vm.stat_free = None;
-        self.record(
-            t,
-            cfg.vmid,
-            EventKind::VmStart,
-            cfg.memory as i64,
-            String::new(),
-        );
+        self.record(t, cfg.vmid, EventKind::VmStart, cfg.memory as i64, detail);
         let pinned = cfg.passthrough || cfg.hugepages;
         if let Err(oom) = self.host.start_vm(i, cfg.memory / PAGE, pinned) {
             self.host_oom(t, oom);
@@ -301,6 +322,9 @@ impl<'a> Sim<'a> {
         vm.state = state;
         vm.stat_free = None;
         self.host.stop_vm(i);
+        if let Some(k) = self.ksm.as_mut() {
+            k.stop_vm(i);
+        }
         if state == VmState::Stopped {
             self.record(t, self.cfg(i).vmid, EventKind::VmStop, 0, String::new());
         }
@@ -336,13 +360,17 @@ impl<'a> Sim<'a> {
         let now = nominal(t);
         let dt = self.sc.tick;
         let host_swap_before = self.host.counters().swap_out;
+        if let Some(k) = self.ksm.as_mut() {
+            k.scan_until(now);
+        }
         self.vms
             .par_iter_mut()
             .filter_map(|vm| vm.guest.as_mut())
             .for_each(|g| g.step(now, dt));
         for i in 0..self.vms.len() {
-            self.settle_guest(t, i);
+            self.settle_guest(t, i, dt);
         }
+        self.settle_ksm(t);
         let hot: Vec<(u64, u64)> = self
             .vms
             .iter()
@@ -377,11 +405,26 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Passes a guest's host delta and events on, in VM order.
-    fn settle_guest(&mut self, t: SimTime, i: usize) {
+    /// KSM's savings as they are after this step's writes and scans reach the host.
+    fn settle_ksm(&mut self, t: SimTime) {
+        let Some(k) = self.ksm.as_ref() else {
+            return;
+        };
+        if let Err(oom) = k.update_host(&mut self.host) {
+            self.host_oom(t, oom);
+        }
+    }
+
+    /// Passes a guest's host delta, page contents (the writes of a `dt` step) and
+    /// events on, in VM order.
+    fn settle_guest(&mut self, t: SimTime, i: usize, dt: SimTime) {
         let Some(g) = self.vms[i].guest.as_mut() else {
             return;
         };
+        if let Some(k) = self.ksm.as_mut() {
+            k.settle(i, g, dt)
+                .expect("guest page indices lie inside the VM's ksmd mm");
+        }
         let delta: HostDelta = g.take_delta();
         let events = g.take_events();
         let now = g.counters();
@@ -477,8 +520,9 @@ impl<'a> Sim<'a> {
             if let Some(g) = self.vms[i].guest.as_mut() {
                 g.report_free_pages();
             }
-            self.settle_guest(t, i);
+            self.settle_guest(t, i, SimTime::ZERO);
         }
+        self.settle_ksm(t);
     }
 
     /// One pvestatd `auto_ballooning` cycle (`PVE/Service/pvestatd.pm`).
@@ -517,6 +561,22 @@ impl<'a> Sim<'a> {
                 detail,
             );
         }
+    }
+
+    /// One ksmtuned cycle; a start or stop of ksmd goes into the event log.
+    fn ksmtuned(&mut self, t: SimTime) {
+        let info = self.host.meminfo();
+        let Some(k) = self.ksm.as_mut() else {
+            return;
+        };
+        let Some(c) = k.ksmtuned_cycle(nominal(t), &info, &self.host) else {
+            return;
+        };
+        if c.before.run == c.after.run {
+            return;
+        }
+        let (kind, detail) = ksmtuned_detail(&c);
+        self.record(t, 0, kind, i64::from(c.after.pages_to_scan), detail);
     }
 
     /// qemu-server's `vmstatus`, keyed by vmid as a string: pvestatd applies results in
@@ -577,7 +637,11 @@ impl<'a> Sim<'a> {
             host_swap_out_pages: host.swap_out - self.last_host.swap_out,
             host_swap_in_pages: host.swap_in - self.last_host.swap_in,
             vms_running: self.vms.iter().filter(|v| v.guest.is_some()).count() as u32,
+            ..HostSample::default()
         });
+        if let (Some(k), Some(row)) = (&self.ksm, self.out.host.last_mut()) {
+            ksm_columns(k, row);
+        }
         self.last_host = host;
         for i in 0..self.vms.len() {
             let row = self.vm_sample(i, t_s);
@@ -673,7 +737,53 @@ impl<'a> Sim<'a> {
             guest_oom_victims: self.guest_victims.clone(),
             host_oom_kills: host_victims.len() as u64,
             host_oom_victims: host_victims,
+            peak_ksm_saved_bytes: host.iter().map(|h| h.ksm_saved_bytes).max().unwrap_or(0),
+            mean_ksm_saved_bytes: host.iter().map(|h| h.ksm_saved_bytes).sum::<u64>()
+                / host.len().max(1) as u64,
+            ksm_pages_scanned: self.ksm.as_ref().map_or(0, |k| k.counters().pages_scanned),
+            ksmd_cpu_s: self.ksm.as_ref().map_or(0.0, HostKsm::cpu_s),
         }
+    }
+}
+
+/// The KSM columns of a host sample.
+fn ksm_columns(k: &HostKsm, row: &mut HostSample) {
+    let c = k.counters();
+    row.ksm_saved_bytes = k.pages_saved() * PAGE;
+    row.ksm_run = k.run();
+    row.ksm_pages_to_scan = c.pages_to_scan;
+    row.ksm_sleep_millisecs = k.sleep_millisecs();
+    row.ksm_full_scans = c.full_scans;
+    row.ksm_pages_scanned = c.pages_scanned;
+    row.ksm_pages_shared = c.pages_shared;
+    row.ksm_pages_sharing = c.pages_sharing;
+    row.ksm_pages_unshared = c.pages_unshared;
+    row.ksm_pages_volatile = c.pages_volatile;
+    row.ksm_pages_skipped = c.pages_skipped;
+    row.ksm_zero_pages = c.ksm_zero_pages;
+    row.ksm_general_profit_bytes = c.general_profit;
+}
+
+/// Why ksmtuned started or stopped ksmd, in the script's own terms.
+fn ksmtuned_detail(c: &Cycle) -> (EventKind, String) {
+    let mib = |kib: u64| kib >> 10;
+    let thres = mib(c.thres_kib.max(0) as u64);
+    if c.after.run == 1 {
+        let detail = format!(
+            "ksmtuned: free {} MiB < thres {thres} MiB or committed {} MiB + thres > total; KSM on: {} pages every {} ms",
+            mib(c.free_kib),
+            mib(c.committed_kib),
+            c.after.pages_to_scan,
+            c.after.sleep_millisecs
+        );
+        (EventKind::KsmStart, detail)
+    } else {
+        let detail = format!(
+            "ksmtuned: free {} MiB > thres {thres} MiB and committed {} MiB + thres < total; KSM off (merged pages stay merged)",
+            mib(c.free_kib),
+            mib(c.committed_kib)
+        );
+        (EventKind::KsmStop, detail)
     }
 }
 

@@ -6,12 +6,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use memsim::engine::SimTime;
+use memsim::ksm::Tunables;
 use memsim::metrics::{Event, EventKind, HostSample, RunResult, Summary, VmSample};
 use memsim::report::{write_atomic, write_run};
-use memsim::scenario::{HostConfig, MemusedFormula, PvestatdConfig, Scenario, Thp};
+use memsim::scenario::{HostConfig, KsmConfig, MemusedFormula, PvestatdConfig, Scenario, Thp};
 
 const GIB: u64 = 1 << 30;
-const FILES: [&str; 10] = [
+const FILES: [&str; 12] = [
     "timeseries_host.csv",
     "timeseries_vms.csv",
     "events.csv",
@@ -22,11 +23,16 @@ const FILES: [&str; 10] = [
     "balloons.svg",
     "pressure.png",
     "pressure.svg",
+    "ksm.png",
+    "ksm.svg",
 ];
 const HOST_COLUMNS: &str = "t_s,mem_total_bytes,mem_free_bytes,buffers_bytes,cached_bytes,\
     mem_available_bytes,memused_bytes,target_bytes,goal_bytes,host_reserved_bytes,\
     guest_resident_bytes,qemu_overhead_bytes,thp_deferred_bytes,zfs_arc_bytes,\
-    swap_total_bytes,swap_used_bytes,host_swap_out_pages,host_swap_in_pages,vms_running";
+    swap_total_bytes,swap_used_bytes,host_swap_out_pages,host_swap_in_pages,vms_running,\
+    ksm_saved_bytes,ksm_run,ksm_pages_to_scan,ksm_sleep_millisecs,ksm_full_scans,\
+    ksm_pages_scanned,ksm_pages_shared,ksm_pages_sharing,ksm_pages_unshared,\
+    ksm_pages_volatile,ksm_pages_skipped,ksm_zero_pages,ksm_general_profit_bytes";
 const VM_COLUMNS: &str = "t_s,vmid,name,state,maxmem_bytes,balloon_min_bytes,target_bytes,\
     actual_bytes,guest_mem_total_bytes,guest_mem_free_bytes,guest_cached_bytes,\
     guest_anon_bytes,guest_kernel_bytes,guest_swap_used_bytes,host_resident_bytes,\
@@ -59,6 +65,10 @@ fn scenario(name: &str, duration_s: u64) -> Scenario {
             memused: MemusedFormula::Available,
             interval: SimTime::from_secs(10),
             maxchange: 100 << 20,
+        },
+        ksm: KsmConfig {
+            sysfs: Tunables::default(),
+            ksmtuned: None,
         },
         vms: Vec::new(),
     }
@@ -320,11 +330,11 @@ fn many_vms_get_a_grid_and_a_cap() {
 fn failed_write_leaves_no_temp_files() {
     let dir = tempfile::tempdir().unwrap();
     // A non-empty directory where an output goes cannot be replaced by a file.
-    let blocker = dir.path().join("pressure.svg");
+    let blocker = dir.path().join("ksm.svg");
     fs::create_dir(&blocker).unwrap();
     fs::write(blocker.join("keep"), "x").unwrap();
     let err = write_run(dir.path(), &scenario("test-run", 200), &synthetic(2, 20)).unwrap_err();
-    assert!(format!("{err:#}").contains("pressure.svg"), "{err:#}");
+    assert!(format!("{err:#}").contains("ksm.svg"), "{err:#}");
     assert_eq!(names(&blocker), ["keep"]);
     let mut expected: Vec<_> = FILES.iter().map(|s| s.to_string()).collect();
     expected.sort();

@@ -75,7 +75,7 @@ fn unknown_keys_suggest_the_closest() {
         &[
             "x.yaml:7: vms[0].balon: unknown key \"balon\"; did you mean \"balloon\"?",
             "x.yaml:8: vms[0].Shares: unknown key \"Shares\"; did you mean \"shares\"?",
-            "x.yaml:9: vms[0].cpu: unknown key \"cpu\" (valid: vmid, name, count, template, os, memory, balloon, shares, balloon_driver, deflate_on_oom, free_page_reporting, swap, swappiness, start_at, stop_at, migrations, hugepages, passthrough, workload)",
+            "x.yaml:9: vms[0].cpu: unknown key \"cpu\" (valid: vmid, name, count, template, os, memory, balloon, shares, balloon_driver, deflate_on_oom, free_page_reporting, swap, swappiness, start_at, stop_at, migrations, hugepages, passthrough, ksm, content, workload)",
         ],
     );
     assert_eq!(
@@ -340,4 +340,27 @@ fn one_file_lists_all_its_problems() {
     let got: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
     assert_eq!(got, want);
     assert_eq!(err.to_string(), want.join("\n"));
+}
+
+#[test]
+fn ksm_sections_and_content_keys() {
+    check(
+        "    content: {kernel_shared: 1.5, zero_freed: maybe}\n\
+         ksm:\n  run: 3\n  pages_to_scan: 0\n  max_page_sharing: 1\n  bogus: 1\n\
+         ksmtuned:\n  variant: proxmx\n  KSM_THRES_COEF: abc\n",
+        &[
+            "x.yaml:7: vms[0].content.kernel_shared: must be between 0 and 1, found 1.5",
+            "x.yaml:7: vms[0].content.zero_freed: expected true or false, found \"maybe\"",
+            "x.yaml:9: ksm.run: must be 0 (stop), 1 (run) or 2 (unmerge all)",
+            "x.yaml:10: ksm.pages_to_scan: must be at least 1 (ksmd would scan nothing)",
+            "x.yaml:11: ksm.max_page_sharing: the kernel refuses this value (EINVAL: invalid value)",
+            "x.yaml:12: ksm.bogus: unknown key \"bogus\" (valid: max_page_sharing, merge_across_nodes, smart_scan, use_zero_pages, stable_node_chains_prune_millisecs, sleep_millisecs, advisor_target_scan_time, advisor_max_cpu, advisor_min_pages_to_scan, advisor_max_pages_to_scan, advisor_mode, pages_to_scan, run)",
+            "x.yaml:14: ksmtuned.variant: unknown ksmtuned variant \"proxmx\"; did you mean \"proxmox\"?",
+            "x.yaml:15: ksmtuned.KSM_THRES_COEF: \"abc\" is not a decimal integer (bash would evaluate it as an arithmetic expression or fail; not modelled)",
+        ],
+    );
+    check(
+        "ksmtuned: sometimes\n",
+        &["x.yaml:7: ksmtuned: unknown ksmtuned variant \"sometimes\" (valid: off, proxmox, proxmox-1.4, fedora, debian, original-2010)"],
+    );
 }

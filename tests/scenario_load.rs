@@ -4,8 +4,11 @@
 use std::path::Path;
 
 use memsim::engine::SimTime;
+use memsim::ksm::Tunables;
+use memsim::ksmtuned::{Config, Variant};
 use memsim::scenario::{
-    load, parse, HostConfig, MemusedFormula, Os, PvestatdConfig, Scenario, Thp, VmConfig,
+    load, parse, Content, HostConfig, KsmConfig, KsmtunedConfig, MemusedFormula, Os,
+    PvestatdConfig, Scenario, Thp, VmConfig,
 };
 use memsim::workload::{preset, ProcessSpec, Shape};
 
@@ -37,6 +40,8 @@ fn vm(vmid: u32, name: &str, memory: u64) -> VmConfig {
         migrations: vec![],
         hugepages: false,
         passthrough: false,
+        ksm: true,
+        content: Content::default_for(Os::Linux),
         workload: "idle".into(),
         processes: preset("idle", memory).unwrap(),
     }
@@ -170,6 +175,20 @@ fn expected() -> Scenario {
             interval: secs(10),
             maxchange: 50 * MIB,
         },
+        ksm: KsmConfig {
+            sysfs: Tunables {
+                pages_to_scan: 1000,
+                use_zero_pages: true,
+                ..Tunables::default()
+            },
+            ksmtuned: Some(KsmtunedConfig {
+                variant: Variant::Fedora,
+                conf: Config {
+                    thres_coef: Some(30),
+                    ..Config::default()
+                },
+            }),
+        },
         vms: vec![
             db(),
             web(200, "web-1"),
@@ -178,6 +197,7 @@ fn expected() -> Scenario {
             VmConfig {
                 template: Some("win".into()),
                 os: Os::Windows,
+                content: Content::default_for(Os::Windows),
                 balloon_device: false,
                 balloon_driver: false,
                 ..vm(300, "vm300", 8 * GIB)
@@ -226,6 +246,13 @@ fn minimal_file_gets_every_default() {
             memused: MemusedFormula::Available,
             interval: secs(10),
             maxchange: 100 * MIB,
+        },
+        ksm: KsmConfig {
+            sysfs: Tunables::default(),
+            ksmtuned: Some(KsmtunedConfig {
+                variant: Variant::Proxmox,
+                conf: Config::default(),
+            }),
         },
         vms: vec![vm(100, "vm100", 2 * GIB)],
     };

@@ -117,6 +117,15 @@ impl Stack {
     fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.runs.iter().flat_map(|r| r.clone())
     }
+
+    /// The top `n` indices (fewer if the stack is shorter), top first.
+    fn top(&self, n: u64) -> impl Iterator<Item = u32> + '_ {
+        self.runs
+            .iter()
+            .rev()
+            .flat_map(|r| r.clone().rev())
+            .take(n as usize)
+    }
 }
 
 /// How many pages of each free kind a [`Pages::take_free`] took.
@@ -170,6 +179,11 @@ impl Pages {
             Owner::Kernel => u64::from(self.kernel.end - self.kernel.start),
             _ => self.stack(owner).len,
         }
+    }
+
+    /// The `n` most recently placed indices of `owner` (a stack owner), newest first.
+    pub fn top(&self, owner: Owner, n: u64) -> Vec<u32> {
+        self.stack(owner).top(n).collect()
     }
 
     /// Every owner with its indices (empty owners left out).

@@ -52,8 +52,8 @@
 
 use super::hash::{mix64, IntMap};
 use super::mm::{
-    Mm, MmState, Pages, Smart, ITEM, MERGEABLE, PTE_ANON, PTE_KSM, PTE_MASK, PTE_NONE, PTE_ZERO,
-    STABLE, UNSTABLE,
+    Mm, MmState, Pages, Smart, ITEM, MERGEABLE, ODD_PASS, PTE_ANON, PTE_KSM, PTE_MASK, PTE_NONE,
+    PTE_ZERO, STABLE, UNSTABLE,
 };
 use super::stable::{Root, StableTree, NONE};
 use super::timing::{
@@ -62,6 +62,9 @@ use super::timing::{
 use super::trace::{Counters, ProcessCounters};
 use super::unstable::UnstableTable;
 use crate::engine::SimTime;
+
+/// How many pages ahead of the scan cursor [`Ksmd::prefetch`] looks.
+const PREFETCH_AHEAD: u32 = 12;
 
 /// Content id of a zero-filled page.
 pub const ZERO_CONTENT: u64 = 0;
@@ -146,6 +149,33 @@ pub struct Tunables {
     pub stable_node_chains_prune_millisecs: u64,
     pub advisor_mode: AdvisorMode,
     pub advisor: AdvisorTunables,
+}
+
+impl Tunables {
+    /// The sysfs writes that take a freshly booted kernel to these values: the
+    /// advisor's knobs before its mode (the mode resets `pages_to_scan`), and `run`
+    /// last, so ksmd starts with everything else in place.
+    pub fn writes(&self) -> Vec<Sysfs> {
+        let a = &self.advisor;
+        let mut w = vec![
+            Sysfs::MaxPageSharing(self.max_page_sharing),
+            Sysfs::MergeAcrossNodes(u64::from(self.merge_across_nodes)),
+            Sysfs::SmartScan(u64::from(self.smart_scan)),
+            Sysfs::UseZeroPages(u64::from(self.use_zero_pages)),
+            Sysfs::StableNodeChainsPruneMillisecs(self.stable_node_chains_prune_millisecs),
+            Sysfs::SleepMillisecs(self.sleep_millisecs),
+            Sysfs::AdvisorTargetScanTime(a.target_scan_time),
+            Sysfs::AdvisorMaxCpu(a.max_cpu),
+            Sysfs::AdvisorMinPagesToScan(a.min_pages_to_scan),
+            Sysfs::AdvisorMaxPagesToScan(a.max_pages_to_scan),
+            Sysfs::AdvisorMode(self.advisor_mode),
+        ];
+        if self.advisor_mode == AdvisorMode::None {
+            w.push(Sysfs::PagesToScan(self.pages_to_scan));
+        }
+        w.push(Sysfs::Run(u64::from(self.run)));
+        w
+    }
 }
 
 impl Default for Tunables {
@@ -286,6 +316,10 @@ pub struct Ksmd {
     pages_scanned: u64,
     pages_skipped: u64,
     zero_pages: u64,
+    /// Σ mapcount over all KSM pages, and how many KSM pages are mapped at all: the
+    /// physical memory merging saves right now (not what the lagging sysfs counters say).
+    ksm_mappings: u64,
+    ksm_pages_mapped: u64,
     thread: Thread,
     clock: SimTime,
     cpu_ns: u64,
@@ -323,6 +357,8 @@ impl Ksmd {
             pages_scanned: 0,
             pages_skipped: 0,
             zero_pages: 0,
+            ksm_mappings: 0,
+            ksm_pages_mapped: 0,
             thread: Thread::Idle,
             clock: SimTime::ZERO,
             cpu_ns: 0,
@@ -612,7 +648,7 @@ impl Ksmd {
             }
         }
         for n in ksm_maps {
-            self.stable.node_mut(n).mapcount += 1;
+            self.add_mapping(n);
         }
         self.mms.push(child);
         let id = (self.mms.len() - 1) as u32;
@@ -683,8 +719,7 @@ impl Ksmd {
     fn drop_ksm_mapping(&mut self, r: PageRef) {
         let f = self.flags(r);
         let k = self.mms[r.mm as usize].pages.node[r.page as usize];
-        let node = self.stable.node_mut(k);
-        node.mapcount = node.mapcount.saturating_sub(1);
+        self.remove_mapping(k);
         if f & STABLE != 0 {
             self.detached.entry(k).or_default().push(r.pack());
         } else {
@@ -1061,6 +1096,10 @@ impl Ksmd {
                             self.charge(self.cost.skip_ns);
                             continue;
                         }
+                        self.prefetch(PageRef {
+                            mm,
+                            page: r.page + PREFETCH_AHEAD,
+                        });
                         return Some(r);
                     }
                     // Nothing to scan here: an rmap_item left from an earlier pass is
@@ -1174,6 +1213,18 @@ impl Ksmd {
         true
     }
 
+    /// Prefetches the unstable-table slot the page's content would be looked up in
+    /// (a hint only: the content may change before ksmd gets there).
+    fn prefetch(&self, r: PageRef) {
+        let pages = &self.mms[r.mm as usize].pages;
+        let Some(&content) = pages.content.get(r.page as usize) else {
+            return;
+        };
+        if let Some(t) = self.unstable.get(usize::from(self.tree_nid(r))) {
+            t.prefetch(checksum(content));
+        }
+    }
+
     fn tree_nid(&self, r: PageRef) -> u16 {
         if self.tun.merge_across_nodes {
             0
@@ -1256,7 +1307,28 @@ impl Ksmd {
     fn map_ksm_page(&mut self, r: PageRef, k: u32) {
         self.set_pte(r, PTE_KSM);
         self.pages_mut(r.mm).node[r.page as usize] = k;
-        self.stable.node_mut(k).mapcount += 1;
+        self.add_mapping(k);
+    }
+
+    fn add_mapping(&mut self, k: u32) {
+        let node = self.stable.node_mut(k);
+        node.mapcount += 1;
+        if node.mapcount == 1 {
+            self.ksm_pages_mapped += 1;
+        }
+        self.ksm_mappings += 1;
+    }
+
+    fn remove_mapping(&mut self, k: u32) {
+        let node = self.stable.node_mut(k);
+        if node.mapcount == 0 {
+            return;
+        }
+        node.mapcount -= 1;
+        if node.mapcount == 0 {
+            self.ksm_pages_mapped -= 1;
+        }
+        self.ksm_mappings -= 1;
     }
 
     fn is_page_sharing_candidate(&self, k: u32, offset: u64) -> bool {
@@ -1342,14 +1414,15 @@ impl Ksmd {
             }
         } else if f & UNSTABLE != 0 {
             let m = &mut self.mms[r.mm as usize];
-            m.pages.flags[p] &= !UNSTABLE;
-            // Only an item inserted in this pass is still in a tree (the others were
-            // thrown away with the tree at the pass start): the table says which.
+            m.pages.flags[p] &= !(UNSTABLE | ODD_PASS);
             let key = m.pages.checksum[p];
-            let g = self.global(r);
-            let nid = usize::from(self.tree_nid(r));
-            if let Some(t) = self.unstable.get_mut(nid) {
-                t.remove(key, g);
+            let this_pass = (f & ODD_PASS != 0) == (self.seqnr & 1 == 1);
+            if this_pass {
+                let g = self.global(r);
+                let nid = usize::from(self.tree_nid(r));
+                if let Some(t) = self.unstable.get_mut(nid) {
+                    t.remove(key, g);
+                }
             }
             self.pages_unshared -= 1;
         }
@@ -1500,7 +1573,8 @@ impl Ksmd {
             }
         }
         let g = self.global(r);
-        self.mms[r.mm as usize].pages.flags[r.page as usize] |= UNSTABLE;
+        let odd = if self.seqnr & 1 == 1 { ODD_PASS } else { 0 };
+        self.mms[r.mm as usize].pages.flags[r.page as usize] |= UNSTABLE | odd;
         if let Some(t) = self.unstable.get_mut(table) {
             t.insert(cs, g);
         }
@@ -1530,6 +1604,20 @@ impl Ksmd {
             stable_node_dups: self.stable.n_dups,
             pages_to_scan: self.tun.pages_to_scan,
         }
+    }
+
+    /// Pages of physical memory merging saves now: every mapping of a KSM page beyond
+    /// the one page each KSM page occupies, plus every mapping of the zero page placed
+    /// by KSM. A copy-on-write break costs its page at once, while `pages_sharing`
+    /// only drops when ksmd next looks, so this, not the counters, is what the host's
+    /// free memory follows.
+    pub fn pages_saved(&self) -> u64 {
+        self.ksm_mappings - self.ksm_pages_mapped + self.zero_pages
+    }
+
+    /// rmap_items alive: their slab (64 B each) is the memory merging costs.
+    pub fn rmap_items(&self) -> u64 {
+        self.rmap_items
     }
 
     /// `/proc/<pid>/ksm_stat` of an mm, `None` once it has exited.

@@ -8,9 +8,9 @@
 //! maps) and the rmap_item (`head`, the node it hangs off — when both are set they are
 //! the same node), a byte of flags and a byte for smart scan's `age` and
 //! `remaining_skips` (18 bytes per page). "The rmap_item exists" is a flag, and the
-//! list order is the address order of the arrays. The pass number upstream keeps with an
-//! unstable rmap_item is not needed: the unstable table itself tells whether the item
-//! was filed in the current pass.
+//! list order is the address order of the arrays. Of the pass number upstream keeps with
+//! an unstable rmap_item (`address & SEQNR_MASK`) one bit is enough, [`ODD_PASS`]: an
+//! item is at most one pass old when ksmd meets it again.
 
 use super::stable::NONE;
 
@@ -32,6 +32,10 @@ pub const ITEM: u8 = 1 << 3;
 pub const STABLE: u8 = 1 << 4;
 /// The rmap_item is in an unstable tree (`UNSTABLE_FLAG`).
 pub const UNSTABLE: u8 = 1 << 5;
+/// With [`UNSTABLE`]: the item was filed in an odd-numbered pass. Only an item filed in
+/// the current pass is still in a tree (the others went with the tree at the pass
+/// start), which is what upstream's `age` test in `remove_rmap_item_from_tree` decides.
+pub const ODD_PASS: u8 = 1 << 6;
 
 /// Smart scan's `age` and `remaining_skips` in one byte. Upstream's `age` is a `u8`
 /// saturating at 255, but `should_skip_rmap_item` only distinguishes ages up to 9

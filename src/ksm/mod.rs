@@ -14,4 +14,4 @@ pub mod trace;
 pub mod unstable;
 pub mod workload;
 
-pub use ksmd::{Ksmd, MmId, MmOptions, MmStat, PageState, Sysfs, SysfsError, Tunables};
+pub use ksmd::{KsmError, Ksmd, MmId, MmOptions, MmStat, PageState, Sysfs, SysfsError, Tunables};

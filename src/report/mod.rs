@@ -16,7 +16,7 @@
 //!   a bundled font. A re-run that changes nothing changes no byte, so `git diff` or
 //!   `cmp` on an output directory shows exactly what a code or scenario change did.
 //!
-//! The outputs are produced in parallel (rayon): the tables alongside the six plot
+//! The outputs are produced in parallel (rayon): the tables alongside the eight plot
 //! renderings. Each output is independent of the others, so the bytes do not depend on
 //! scheduling.
 
@@ -39,7 +39,7 @@ use atomic::{stage, Staged};
 
 /// Writes every output of one run into `dir` (created if missing): timeseries_host.csv,
 /// timeseries_vms.csv, events.csv, summary.json, and plots host_memory.{png,svg},
-/// balloons.{png,svg}, pressure.{png,svg}. Each file is written atomically
+/// balloons.{png,svg}, pressure.{png,svg}, ksm.{png,svg}. Each file is written atomically
 /// (temp file in the same dir + fsync + rename), so a re-run never leaves a half-written file
 /// and an interrupted run never corrupts earlier results. Returns the paths written.
 pub fn write_run(

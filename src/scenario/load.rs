@@ -5,6 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use super::error::{Problem, ScenarioError};
+use super::ksm::ksm_config;
 use super::located::{self, Node};
 use super::read::{
     boolean, choice, fields, positive_duration, size, string, uint32, uint64, At, Ctx, Slot,
@@ -22,6 +23,8 @@ const ROOT_KEYS: &[&str] = &[
     "sample_interval",
     "host",
     "pvestatd",
+    "ksm",
+    "ksmtuned",
     "templates",
     "vms",
 ];
@@ -99,6 +102,7 @@ fn scenario(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
         interval: SimTime::from_secs(10),
         maxchange: 100 * MIB,
     });
+    let ksm = ksm_config(ctx, &f);
     let templates = f.get("templates").map(|n| templates(ctx, n));
     let limits = Limits {
         host_memory: host.as_ref().map(|h| h.memory),
@@ -119,6 +123,7 @@ fn scenario(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
         sample_interval: sample_interval?,
         host: host?,
         pvestatd: pvestatd?,
+        ksm: ksm?,
         vms: vms?,
     })
 }

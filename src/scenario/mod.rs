@@ -17,6 +17,7 @@
 //! deserve the whole list, each as `file:line: key.path: message`.
 
 mod error;
+mod ksm;
 mod load;
 mod located;
 mod model;

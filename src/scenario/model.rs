@@ -3,6 +3,8 @@
 //! per VM, templates applied. The simulator reads only this.
 
 use crate::engine::SimTime;
+use crate::ksm::Tunables;
+use crate::ksmtuned::{Config as KsmtunedConf, Variant};
 use crate::workload::ProcessSpec;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -16,6 +18,7 @@ pub struct Scenario {
     pub sample_interval: SimTime,
     pub host: HostConfig,
     pub pvestatd: PvestatdConfig,
+    pub ksm: KsmConfig,
     /// One entry per VM, sorted by vmid.
     pub vms: Vec<VmConfig>,
 }
@@ -61,6 +64,31 @@ pub struct PvestatdConfig {
     pub interval: SimTime,
     /// Per-VM step per cycle (100 MiB upstream).
     pub maxchange: u64,
+}
+
+/// The host's KSM: what `/sys/kernel/mm/ksm` holds at boot, and the daemon that
+/// rewrites `run`, `pages_to_scan` and `sleep_millisecs` afterwards.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KsmConfig {
+    /// The sysfs values at host boot (kernel defaults unless the scenario says).
+    pub sysfs: Tunables,
+    /// ksmtuned, or `None` when it is off (ksmd then keeps `sysfs` for the whole run).
+    pub ksmtuned: Option<KsmtunedConfig>,
+}
+
+impl KsmConfig {
+    /// Whether ksmd can ever scan in this run: it starts running, or a daemon may
+    /// start it. When not, the simulation keeps no page contents at all.
+    pub fn may_run(&self) -> bool {
+        self.sysfs.run == 1 || self.ksmtuned.is_some()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct KsmtunedConfig {
+    pub variant: Variant,
+    /// `/etc/ksmtuned.conf`: the file's settings with the scenario's inline keys over them.
+    pub conf: KsmtunedConf,
 }
 
 /// How pvestatd computes host `memused` (pve-common `read_meminfo`).
@@ -109,7 +137,56 @@ pub struct VmConfig {
     pub hugepages: bool,
     /// PCI passthrough (VFIO): all guest RAM pinned, balloon discards inhibited.
     pub passthrough: bool,
+    /// QEMU `mem-merge`: guest RAM is madvised `MADV_MERGEABLE` (on by default;
+    /// hugepage-backed and passthrough RAM is never merged whatever this says).
+    pub ksm: bool,
+    /// What KSM can find in the guest's pages.
+    pub content: Content,
     /// Workload name (a preset or `custom`) and its processes.
     pub workload: String,
     pub processes: Vec<ProcessSpec>,
+}
+
+/// Which of a guest's pages hold content that other guests hold too. Clones of one
+/// template (`VmConfig::template`) have the template's content page for page until they
+/// write it; a VM without a template shares only what its OS family shares. Fractions
+/// are of each kind of page; the defaults per OS are in `Content::default_for` and
+/// `docs/scenario-format.md`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Content {
+    /// Kernel image, initramfs, memmap and slab pages identical across clones.
+    pub kernel_shared: f64,
+    /// File working sets read from the template's files rather than the VM's own data.
+    pub cache_shared: f64,
+    /// Anonymous memory identical across clones running the same process.
+    pub anon_shared: f64,
+    /// Of the template-shared pages, the part identical in every template of the same
+    /// OS (the same distribution release): what a mixed fleet still shares.
+    pub family_shared: f64,
+    /// Freed pages are zeroed (Windows' zero-page thread; Linux with `init_on_free=1`).
+    pub zero_freed: bool,
+}
+
+impl Content {
+    /// Defaults per OS (`guest.md` §6, lab E1): about 70 % of a Linux clone's boot
+    /// footprint merged in lab E1 (≈ 60 MiB of a 384 MiB guest); Windows zeroes its
+    /// free memory and relocates images (ASLR), so less of its kernel is identical.
+    pub fn default_for(os: Os) -> Content {
+        match os {
+            Os::Linux => Content {
+                kernel_shared: 0.7,
+                cache_shared: 0.5,
+                anon_shared: 0.02,
+                family_shared: 0.25,
+                zero_freed: false,
+            },
+            Os::Windows => Content {
+                kernel_shared: 0.5,
+                cache_shared: 0.5,
+                anon_shared: 0.02,
+                family_shared: 0.25,
+                zero_freed: true,
+            },
+        }
+    }
 }

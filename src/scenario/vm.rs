@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 
 use super::located::{Node, Value};
 use super::read::{
-    boolean, choice, duration, fields, join, list, positive_duration, size, string, uint32, At,
-    Ctx, Fields, Slot,
+    boolean, choice, duration, fields, fraction, join, list, positive_duration, size, string,
+    uint32, At, Ctx, Fields, Slot,
 };
 use super::units::{format_duration, format_size, Bare};
 use super::workload::{workload, WorkloadSpec};
-use super::{Os, VmConfig};
+use super::{Content, Os, VmConfig};
 use crate::engine::SimTime;
 
 pub(crate) const MIN_VMID: u32 = 100;
@@ -44,7 +44,16 @@ const SHARED_KEYS: &[&str] = &[
     "migrations",
     "hugepages",
     "passthrough",
+    "ksm",
+    "content",
     "workload",
+];
+const CONTENT_KEYS: &[&str] = &[
+    "kernel_shared",
+    "cache_shared",
+    "anon_shared",
+    "family_shared",
+    "zero_freed",
 ];
 const MIGRATION_KEYS: &[&str] = &["at", "duration"];
 
@@ -68,7 +77,49 @@ pub(crate) struct VmFields {
     migrations: Slot<Vec<At<Window>>>,
     hugepages: Slot<bool>,
     passthrough: Slot<bool>,
+    ksm: Slot<bool>,
+    content: Slot<ContentFields>,
     workload: Slot<WorkloadSpec>,
+}
+
+/// `content:` as written: each fraction falls back to the OS default on its own.
+#[derive(Clone, Debug, Default)]
+struct ContentFields {
+    kernel_shared: Option<f64>,
+    cache_shared: Option<f64>,
+    anon_shared: Option<f64>,
+    family_shared: Option<f64>,
+    zero_freed: Option<bool>,
+}
+
+impl ContentFields {
+    fn resolve(&self, os: Os) -> Content {
+        let d = Content::default_for(os);
+        Content {
+            kernel_shared: self.kernel_shared.unwrap_or(d.kernel_shared),
+            cache_shared: self.cache_shared.unwrap_or(d.cache_shared),
+            anon_shared: self.anon_shared.unwrap_or(d.anon_shared),
+            family_shared: self.family_shared.unwrap_or(d.family_shared),
+            zero_freed: self.zero_freed.unwrap_or(d.zero_freed),
+        }
+    }
+}
+
+fn content(ctx: &mut Ctx, node: &Node, path: &str) -> Option<ContentFields> {
+    let f = fields(ctx, node, path, CONTENT_KEYS)?;
+    // Read every key before giving up on any, so that all problems are reported.
+    let kernel_shared = f.slot(ctx, "kernel_shared", fraction);
+    let cache_shared = f.slot(ctx, "cache_shared", fraction);
+    let anon_shared = f.slot(ctx, "anon_shared", fraction);
+    let family_shared = f.slot(ctx, "family_shared", fraction);
+    let zero_freed = f.slot(ctx, "zero_freed", boolean);
+    Some(ContentFields {
+        kernel_shared: kernel_shared.optional()?,
+        cache_shared: cache_shared.optional()?,
+        anon_shared: anon_shared.optional()?,
+        family_shared: family_shared.optional()?,
+        zero_freed: zero_freed.optional()?,
+    })
 }
 
 impl VmFields {
@@ -94,6 +145,8 @@ impl VmFields {
             migrations: f.nested(ctx, "migrations", migrations),
             hugepages: f.slot(ctx, "hugepages", boolean),
             passthrough: f.slot(ctx, "passthrough", boolean),
+            ksm: f.slot(ctx, "ksm", boolean),
+            content: f.nested(ctx, "content", content),
             workload: f.nested(ctx, "workload", workload),
         }
     }
@@ -115,6 +168,8 @@ impl VmFields {
             migrations: self.migrations.over(&base.migrations),
             hugepages: self.hugepages.over(&base.hugepages),
             passthrough: self.passthrough.over(&base.passthrough),
+            ksm: self.ksm.over(&base.ksm),
+            content: self.content.over(&base.content),
             workload: self.workload.over(&base.workload),
         }
     }
@@ -397,11 +452,12 @@ fn resolve(
     let workload = v.workload.or(WorkloadSpec::idle())?;
     let (workload, processes) = workload.build(memory?);
     let balloon = v.balloon.optional()?;
+    let os = v.os.or(Os::Linux)?;
     Some(VmConfig {
         vmid: 0,
         name: String::new(),
         template,
-        os: v.os.or(Os::Linux)?,
+        os,
         memory: memory?,
         balloon_device: balloon != Some(0),
         balloon_min: balloon.filter(|b| *b > 0),
@@ -421,6 +477,8 @@ fn resolve(
             .collect(),
         hugepages: v.hugepages.or(false)?,
         passthrough: v.passthrough.or(false)?,
+        ksm: v.ksm.or(true)?,
+        content: v.content.or(ContentFields::default())?.resolve(os),
         workload,
         processes,
     })

@@ -51,6 +51,8 @@ pub fn vm(
         migrations: vec![],
         hugepages: false,
         passthrough: false,
+        ksm: true,
+        content: Content::default_for(Os::Linux),
         workload: "custom".into(),
         processes,
     }
@@ -80,6 +82,11 @@ pub fn scenario(host_memory: u64, duration: SimTime, vms: Vec<VmConfig>) -> Scen
             memused: MemusedFormula::Available,
             interval: secs(10),
             maxchange: 100 * MIB,
+        },
+        // KSM off: these tests compare with lab runs that had it off.
+        ksm: KsmConfig {
+            sysfs: memsim::ksm::Tunables::default(),
+            ksmtuned: None,
         },
         vms,
     }

@@ -1,4 +1,4 @@
-//! The three figures of a run, each drawn once per backend (PNG and SVG) by the same
+//! The four figures of a run, each drawn once per backend (PNG and SVG) by the same
 //! drawing code.
 //!
 //! A figure is first *prepared*: its series are extracted from the run, converted to
@@ -15,6 +15,7 @@
 
 mod balloons;
 mod host_memory;
+mod ksm;
 mod pressure;
 mod series;
 
@@ -61,14 +62,17 @@ pub(super) fn stage_all(
     let host = host_memory::HostMemory::new(&frame, result);
     let balloons = balloons::Balloons::new(&frame);
     let pressure = pressure::Pressure::new(&frame, scenario, result);
+    let ksm = ksm::Ksm::new(&frame, result);
     type Job<'a> = &'a (dyn Fn(&Path) -> anyhow::Result<Staged> + Sync);
-    let jobs: [Job; 6] = [
+    let jobs: [Job; 8] = [
         &|dir| png(&host, dir),
         &|dir| svg(&host, dir),
         &|dir| png(&balloons, dir),
         &|dir| svg(&balloons, dir),
         &|dir| png(&pressure, dir),
         &|dir| svg(&pressure, dir),
+        &|dir| png(&ksm, dir),
+        &|dir| svg(&ksm, dir),
     ];
     jobs.par_iter().map(|job| job(dir)).collect()
 }

@@ -1,0 +1,206 @@
+//! KSM on the simulated host: one ksmd scanning every mergeable VM's guest RAM, and
+//! ksmtuned starting, boosting and stopping it from the host's free memory.
+//!
+//! ksmd keeps its own clock and is deterministic, so the run loop lets it catch up
+//! ([`HostKsm::scan_until`]) at each tick before the guests step; the guests' page
+//! moves and writes of that step then reach it in VM order ([`HostKsm::settle`]).
+//! Copy-on-write breaks therefore show in host memory within the tick they happen,
+//! while ksmd's counters notice them at its next visit, as on a real host.
+
+use crate::content::{mergeable, Contents};
+use crate::engine::SimTime;
+use crate::guest::Guest;
+use crate::host::{Host, MemInfo};
+use crate::ksm::trace::Counters;
+use crate::ksm::{KsmError, Ksmd, Sysfs};
+use crate::ksmtuned::{CommittedMeasure, Decision, Ksmtuned, Status};
+use crate::scenario::{Scenario, VmConfig};
+
+/// ksmd, ksmtuned and the page contents of every VM.
+pub(super) struct HostKsm {
+    ksmd: Ksmd,
+    tuned: Option<Ksmtuned>,
+    /// Page contents per VM while it runs and is mergeable.
+    vms: Vec<Option<Contents>>,
+    /// Starts per VM, so that a restarted VM's private contents are new.
+    boots: Vec<u64>,
+}
+
+/// What a ksmtuned cycle changed, for the event log.
+pub(super) struct Cycle {
+    pub before: Decision,
+    pub after: Decision,
+    pub free_kib: u64,
+    pub committed_kib: u64,
+    pub thres_kib: i64,
+}
+
+impl HostKsm {
+    /// `None` when ksmd can never run in this scenario (no contents are kept then).
+    pub fn new(sc: &Scenario, mem_total_kib: u64) -> Option<HostKsm> {
+        if !sc.ksm.may_run() {
+            return None;
+        }
+        let numa = u16::try_from(sc.host.numa_nodes).unwrap_or(u16::MAX);
+        let mut ksmd = Ksmd::new(numa);
+        for w in sc.ksm.sysfs.writes() {
+            // The scenario loader checked every value against the same kernel model.
+            ksmd.set(SimTime::ZERO, w)
+                .expect("the scenario loader validated the ksm settings");
+        }
+        let tuned = sc.ksm.ksmtuned.as_ref().map(|t| {
+            let boot = Decision {
+                run: sc.ksm.sysfs.run,
+                pages_to_scan: sc.ksm.sysfs.pages_to_scan as u32,
+                sleep_millisecs: sc.ksm.sysfs.sleep_millisecs as u32,
+            };
+            Ksmtuned::new(t.variant, &t.conf, mem_total_kib).with_boot_sysfs(boot)
+        });
+        Some(HostKsm {
+            ksmd,
+            tuned,
+            vms: vec![None; sc.vms.len()],
+            boots: vec![0; sc.vms.len()],
+        })
+    }
+
+    /// Time from start-up to ksmtuned's first cycle and between cycles.
+    pub fn monitor_interval(&self) -> Option<SimTime> {
+        let t = self.tuned.as_ref()?;
+        let d = t.monitor_interval();
+        Some(SimTime::from_millis(d.as_millis().max(1) as u64))
+    }
+
+    /// QEMU starts: its guest RAM becomes an mm of ksmd, unless it cannot be merged.
+    pub fn start_vm(
+        &mut self,
+        now: SimTime,
+        i: usize,
+        cfg: &VmConfig,
+        guest: &mut Guest,
+    ) -> Result<(), KsmError> {
+        if !mergeable(cfg) {
+            return Ok(());
+        }
+        self.boots[i] += 1;
+        let contents = Contents::boot(&mut self.ksmd, now, cfg, self.boots[i], guest)?;
+        guest.record_page_moves();
+        self.vms[i] = Some(contents);
+        Ok(())
+    }
+
+    /// QEMU exits: its pages are unmapped at once, ksmd drops its rmap_items later.
+    pub fn stop_vm(&mut self, i: usize) {
+        if let Some(c) = self.vms[i].take() {
+            // The mm was live until now, so exiting it cannot fail.
+            let _ = self.ksmd.exit_mm(c.mm());
+        }
+    }
+
+    /// ksmd scans up to `t` with the contents as they are.
+    pub fn scan_until(&mut self, t: SimTime) {
+        self.ksmd.run_until(t);
+    }
+
+    /// Carries a guest's page moves and writes of the last step over to its contents.
+    pub fn settle(&mut self, i: usize, guest: &mut Guest, dt: SimTime) -> Result<(), KsmError> {
+        let Some(c) = self.vms[i].as_mut() else {
+            return Ok(());
+        };
+        let moves = guest.take_page_moves();
+        c.apply(&mut self.ksmd, &moves)?;
+        c.write(&mut self.ksmd, &guest.written_pages(dt))
+    }
+
+    /// Passes the current savings and slab to the host.
+    pub fn update_host(&self, host: &mut Host) -> Result<(), crate::host::OutOfMemory> {
+        let slab = (self.ksmd.rmap_items() * 64).div_ceil(4096);
+        host.set_ksm(self.ksmd.pages_saved(), slab)
+    }
+
+    /// One ksmtuned cycle: reads free memory and the QEMU processes' committed size,
+    /// and writes its decision to ksmd's sysfs.
+    pub fn ksmtuned_cycle(&mut self, now: SimTime, info: &MemInfo, host: &Host) -> Option<Cycle> {
+        let measure = self.tuned.as_ref()?.committed_measure();
+        let committed_kib = self.committed_kib(&measure, host);
+        let free_kib = (info.mem_free + info.buffers + info.cached) / 1024;
+        let tuned = self.tuned.as_mut()?;
+        if *tuned.status() != Status::Running {
+            return None;
+        }
+        let before = tuned.sysfs();
+        let after = tuned.cycle(free_kib, committed_kib);
+        let thres_kib = tuned.thres();
+        self.write_sysfs(now, before, after);
+        Some(Cycle {
+            before,
+            after,
+            free_kib,
+            committed_kib,
+            thres_kib,
+        })
+    }
+
+    /// The script's writes: on a stop only `run`; on a start `pages_to_scan`,
+    /// `sleep_millisecs`, then `run`. The daemon's values are always ones the kernel
+    /// accepts, so no write fails.
+    fn write_sysfs(&mut self, now: SimTime, before: Decision, after: Decision) {
+        let mut writes = Vec::new();
+        if after.run == 1 {
+            if after.pages_to_scan != before.pages_to_scan {
+                writes.push(Sysfs::PagesToScan(u64::from(after.pages_to_scan)));
+            }
+            if after.sleep_millisecs != before.sleep_millisecs {
+                writes.push(Sysfs::SleepMillisecs(u64::from(after.sleep_millisecs)));
+            }
+        }
+        if after.run != before.run || after.run == 1 {
+            writes.push(Sysfs::Run(u64::from(after.run)));
+        }
+        for w in writes {
+            let _ = self.ksmd.set(now, w);
+        }
+    }
+
+    /// Σ over running QEMU processes of what `ps` shows in the variant's column, KiB.
+    /// PSS divides each KSM page among its mappers, so Σ PSS = Σ RSS − the pages
+    /// merging saves. A column the model does not know sums as 0, as awk sums text.
+    fn committed_kib(&self, measure: &CommittedMeasure, host: &Host) -> u64 {
+        let rss: u64 = (0..self.vms.len())
+            .map(|i| host.backing(i))
+            .filter(|b| b.running)
+            .map(|b| b.resident + b.overhead)
+            .sum();
+        let pages = match measure {
+            CommittedMeasure::Rss => rss,
+            CommittedMeasure::Pss => rss.saturating_sub(self.ksmd.pages_saved()),
+            CommittedMeasure::Vsz => (0..self.vms.len())
+                .map(|i| host.backing(i))
+                .filter(|b| b.running)
+                .map(|b| b.ram + b.overhead)
+                .sum(),
+            CommittedMeasure::Column(_) => 0,
+        };
+        pages * 4
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.ksmd.counters()
+    }
+
+    pub fn run(&self) -> u8 {
+        self.ksmd.tunables().run
+    }
+
+    pub fn sleep_millisecs(&self) -> u64 {
+        self.ksmd.tunables().sleep_millisecs
+    }
+
+    pub fn pages_saved(&self) -> u64 {
+        self.ksmd.pages_saved()
+    }
+
+    pub fn cpu_s(&self) -> f64 {
+        self.ksmd.cpu_time_ns() as f64 / 1e9
+    }
+}
