@@ -349,6 +349,14 @@ fn run(path: Option<&Path>, out: Option<PathBuf>, threads: Option<usize>) -> Exi
             );
             let _ = writeln!(
                 o,
+                "  KSM: saved peak {:.1} GiB, mean {:.1} GiB; ksmd scanned {} pages, {:.1} % of a core",
+                gib(s.peak_ksm_saved_bytes),
+                gib(s.mean_ksm_saved_bytes),
+                s.ksm_pages_scanned,
+                100.0 * s.ksmd_cpu_s / s.duration_s.max(1.0)
+            );
+            let _ = writeln!(
+                o,
                 "  guest OOM kills: {}{}; host OOM kills: {}{}",
                 s.guest_oom_kills,
                 tally(&s.guest_oom_victims),
