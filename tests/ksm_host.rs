@@ -138,12 +138,18 @@ fn the_savings_reach_host_free_memory() {
 }
 
 #[test]
-fn hugepage_backed_vms_are_invisible_to_ksm() {
-    let r = memsim::sim::run(&e1(true));
-    assert!(r
-        .host
-        .iter()
-        .all(|h| h.ksm_pages_scanned == 0 && h.ksm_saved_bytes == 0));
+fn hugepage_backed_and_mem_merge_off_vms_are_invisible_to_ksm() {
+    let never_scanned = |r: &RunResult| {
+        r.host
+            .iter()
+            .all(|h| h.ksm_pages_scanned == 0 && h.ksm_saved_bytes == 0)
+    };
+    assert!(never_scanned(&memsim::sim::run(&e1(true))));
+    let mut sc = e1(false);
+    for v in &mut sc.vms {
+        v.ksm = false;
+    }
+    assert!(never_scanned(&memsim::sim::run(&sc)));
 }
 
 #[test]

@@ -82,6 +82,19 @@ fn the_squeeze_drops_cache_then_swaps_then_kills_the_database_with_a_low_minimum
         "db1 at {} MiB",
         db1_at_kill.actual_bytes >> 20
     );
+    // Proxmox's ksmtuned starts ksmd once the squeeze begins, not before, and the
+    // eight clones of one template then share pages.
+    let ksm_on = first(&r, EventKind::KsmStart, 0, 0.0).expect("ksmtuned starts ksmd");
+    assert!(r
+        .host
+        .iter()
+        .filter(|h| h.t_s < ksm_on)
+        .all(|h| h.ksm_pages_scanned == 0));
+    assert!(
+        r.summary.peak_ksm_saved_bytes > 2 << 30,
+        "KSM saved {} MiB",
+        r.summary.peak_ksm_saved_bytes >> 20
+    );
 }
 
 #[test]
