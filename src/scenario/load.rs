@@ -24,6 +24,8 @@ const ROOT_KEYS: &[&str] = &[
     "pvestatd",
     "templates",
     "vms",
+    // Read by `memsim sweep` (src/sweep.rs); a plain run ignores it.
+    "sweep",
 ];
 const HOST_KEYS: &[&str] = &[
     "memory",
