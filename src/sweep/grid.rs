@@ -87,19 +87,18 @@ fn point_text(tree: &Node, swept: &[Swept], coordinates: &[usize]) -> String {
     emit::emit(&tree)
 }
 
-/// Moves a problem at (or inside) a swept field to the sweep line that set it: the
-/// value's line, or for a key the scenario did not have, the key's (the likely
-/// problem then is the key itself, such as a misspelt one).
+/// Moves a problem at (or inside) a swept field to the line of the sweep value that
+/// set it, and a problem with a key the sweep added above its value (a misspelt key)
+/// to the parameter's line.
 fn traced(mut problem: Problem, swept: &[Swept], coordinates: &[usize]) -> Problem {
-    for (s, &i) in swept.iter().zip(coordinates) {
-        if s.target.contains(&problem.path) {
-            let at_added_key = s.target.insert.is_some() && problem.path == s.target.canonical;
-            problem.line = Some(if at_added_key {
-                s.line
-            } else {
-                s.values[i].line
-            });
-        }
+    let value = swept
+        .iter()
+        .zip(coordinates)
+        .find(|(s, _)| s.target.contains(&problem.path));
+    if let Some((s, &i)) = value {
+        problem.line = Some(s.values[i].line);
+    } else if let Some(s) = swept.iter().find(|s| s.target.adds(&problem.path)) {
+        problem.line = Some(s.line);
     }
     problem
 }

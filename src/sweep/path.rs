@@ -26,9 +26,10 @@ pub(super) struct Target {
     /// Child positions from the root down to the node replaced, or to the mapping that
     /// receives [`Target::insert`].
     pub at: Vec<usize>,
-    /// A key the scenario does not write (it is left at its default): the values are
-    /// added under it. Whether the key exists at all is the loader's to say.
-    pub insert: Option<String>,
+    /// Keys the scenario does not write (left at their defaults), outermost first: the
+    /// values are added under them, with mappings for all but the last. Whether the
+    /// keys exist at all is the loader's to say.
+    pub insert: Vec<String>,
     /// The path as the loader spells it: map keys joined by `.`, list items `[i]`.
     pub canonical: String,
 }
@@ -42,8 +43,18 @@ impl Target {
 
     /// Whether the loader's key path `path` is this target or inside it.
     pub fn contains(&self, path: &str) -> bool {
-        path.strip_prefix(self.canonical.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        within(path, &self.canonical)
+    }
+
+    /// Whether `path` is one of the mappings this target adds above its value (where
+    /// a misspelt key shows up).
+    pub fn adds(&self, path: &str) -> bool {
+        if self.insert.is_empty() {
+            return false;
+        }
+        let below: usize = self.insert[1..].iter().map(|k| k.len() + 1).sum();
+        let added_root = &self.canonical[..self.canonical.len() - below];
+        within(path, added_root) && !self.contains(path)
     }
 
     /// Puts `value` at this target in `root`, which must be (a copy of) the tree the
@@ -59,11 +70,43 @@ impl Target {
                 Value::Scalar { .. } => unreachable!("targets end at scalars"),
             };
         }
-        match (&self.insert, &mut node.value) {
-            (Some(key), Value::Map(entries)) => entries.push((key.clone(), relined(value, 0))),
-            _ => *node = relined(value, node.line),
+        let Some((last, above)) = self.insert.split_last() else {
+            *node = relined(value, node.line);
+            return;
+        };
+        for key in above {
+            node = entry(node, key);
+        }
+        if let Value::Map(entries) = &mut node.value {
+            entries.push((last.clone(), relined(value, 0)));
         }
     }
+}
+
+/// The value under `key` in the mapping `node`, added as an empty mapping if missing
+/// (two parameters may add keys under one new mapping).
+fn entry<'n>(node: &'n mut Node, key: &str) -> &'n mut Node {
+    let Value::Map(entries) = &mut node.value else {
+        unreachable!("keys are added under mappings only");
+    };
+    let pos = match entries.iter().position(|(k, _)| k == key) {
+        Some(pos) => pos,
+        None => {
+            let empty = Node {
+                line: 0,
+                value: Value::Map(Vec::new()),
+            };
+            entries.push((key.to_string(), empty));
+            entries.len() - 1
+        }
+    };
+    &mut entries[pos].1
+}
+
+/// Whether the key path `path` is `outer` or inside it.
+fn within(path: &str, outer: &str) -> bool {
+    path.strip_prefix(outer)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// A copy of `node` with every line set to `line` (0: none), so that it is written
@@ -88,11 +131,10 @@ pub(super) fn resolve(root: &Node, path: &str) -> Result<Target, String> {
     let mut node = root;
     let mut target = Target {
         at: Vec::new(),
-        insert: None,
+        insert: Vec::new(),
         canonical: String::new(),
     };
     for (i, step) in steps.iter().enumerate() {
-        let last = i + 1 == steps.len();
         let here = place(&target.canonical);
         let (pos, child) = match (step, &node.value) {
             (Step::Key(key), Value::Map(entries)) => {
@@ -101,12 +143,7 @@ pub(super) fn resolve(root: &Node, path: &str) -> Result<Target, String> {
                         target.canonical = join(&target.canonical, key);
                         (pos, &entries[pos].1)
                     }
-                    None if last => {
-                        target.canonical = join(&target.canonical, key);
-                        target.insert = Some(key.clone());
-                        return Ok(target);
-                    }
-                    None => return Err(no_key(&here, key, entries)),
+                    None => return added(target, &steps[i..], &here, entries),
                 }
             }
             (Step::Key(key), Value::Seq(items)) => match key.parse::<usize>() {
@@ -195,13 +232,27 @@ fn scalar_at<'n>(node: &'n Node, key: &str) -> Option<&'n str> {
     }
 }
 
-fn no_key(here: &str, key: &str, entries: &[(String, Node)]) -> String {
-    let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-    let hint = match keys.len() {
-        0 => String::new(),
-        _ => format!(" (it has {})", keys.join(", ")),
-    };
-    format!("{here} has no {key:?}{hint}; only the last key of a path may be one the scenario leaves out")
+/// The target for `rest`, steps the scenario does not write: only keys can be added,
+/// since a list item added would be a new VM or process, not a changed setting.
+fn added(
+    mut target: Target,
+    rest: &[Step],
+    here: &str,
+    entries: &[(String, Node)],
+) -> Result<Target, String> {
+    for step in rest {
+        let Step::Key(key) = step else {
+            let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+            return Err(format!(
+                "{here} has no {:?} (it has {}), and list items cannot be added by a sweep",
+                target.insert.first().map_or("", String::as_str),
+                keys.join(", ")
+            ));
+        };
+        target.canonical = join(&target.canonical, key);
+        target.insert.push(key.clone());
+    }
+    Ok(target)
 }
 
 fn place(canonical: &str) -> String {
@@ -331,12 +382,40 @@ vms:
     }
 
     #[test]
-    fn a_missing_last_key_is_added_but_nothing_above_it() {
+    fn missing_keys_are_added_but_not_list_items() {
         let t = resolve(&tree(), "host.swap").unwrap();
-        assert_eq!(t.insert.as_deref(), Some("swap"));
-        assert_eq!(t.canonical, "host.swap");
-        let err = resolve(&tree(), "pvestatd.ballooning-target").unwrap_err();
-        assert!(err.contains("the scenario has no \"pvestatd\""), "{err}");
+        assert_eq!(
+            (t.insert, t.canonical),
+            (vec!["swap".to_string()], "host.swap".into())
+        );
+        let t = resolve(&tree(), "pvestatd.ballooning-target").unwrap();
+        assert_eq!(t.insert, ["pvestatd", "ballooning-target"]);
+        assert!(t.adds("pvestatd"));
+        assert!(!t.adds("pvestatd.ballooning-target"), "that is its value");
+        assert!(!t.adds("host"));
+        let err = resolve(&tree(), "templates[0].memory").unwrap_err();
+        assert!(err.contains("the scenario has no \"templates\""), "{err}");
+        assert!(err.contains("list items cannot be added"), "{err}");
+    }
+
+    #[test]
+    fn keys_added_by_two_parameters_share_their_new_mapping() {
+        let mut root = tree();
+        let seven = located::parse("7").unwrap().unwrap();
+        for path in ["pvestatd.interval", "pvestatd.maxchange"] {
+            resolve(&tree(), path).unwrap().apply(&mut root, &seven);
+        }
+        let Value::Map(entries) = &root.value else {
+            panic!()
+        };
+        let added: Vec<&Node> = entries
+            .iter()
+            .filter(|(k, _)| k == "pvestatd")
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(added.len(), 1);
+        assert_eq!(scalar_at(added[0], "maxchange"), Some("7"));
+        assert_eq!(scalar_at(added[0], "interval"), Some("7"));
     }
 
     #[test]
@@ -379,9 +458,9 @@ vms:
             .unwrap()
             .apply(&mut root, &items[0]);
         let t = resolve(&root, "vms[0].count").unwrap();
-        assert_eq!(t.insert, None);
+        assert!(t.insert.is_empty());
         assert_eq!(scalar_at(&root_item(&root, "vms", 0), "count"), Some("8"));
-        assert_eq!(resolve(&root, "host.swap").unwrap().insert, None);
+        assert!(resolve(&root, "host.swap").unwrap().insert.is_empty());
     }
 
     fn root_item(root: &Node, key: &str, index: usize) -> Node {
@@ -409,8 +488,8 @@ vms:
         assert!(!t("vms[0].count").overlaps(&t("vms[0].vmid")));
         let named = |canonical: &str| Target {
             at: Vec::new(),
-            insert: None,
             canonical: canonical.to_string(),
+            insert: Vec::new(),
         };
         assert!(!named("vms[1]").overlaps(&named("vms[10]")));
         assert!(!named("host.mem").overlaps(&named("host.memory")));
