@@ -427,7 +427,9 @@ fn sweep(
         Ok(files) => {
             let done = shard.map_or(def.runs(), |s| s.runs(def.runs()).len());
             let share = shard.map_or(String::new(), |s| format!(", shard {s}: {done} runs"));
-            println!(
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(
+                o,
                 "{}: {} runs ({} grid points × {} seeds{share}) in {:.1} s",
                 def.scenario,
                 def.runs(),
@@ -436,9 +438,9 @@ fn sweep(
                 started.elapsed().as_secs_f64()
             );
             for f in files {
-                println!("  wrote {}", f.display());
+                let _ = writeln!(o, "  wrote {}", f.display());
             }
-            println!("  runs in {}", dir.join("runs").display());
+            let _ = writeln!(o, "  runs in {}", dir.join("runs").display());
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
@@ -450,9 +452,10 @@ fn merge(shards: &[PathBuf], out: Option<PathBuf>) -> ExitCode {
     let dir = out.unwrap_or_else(|| shards[0].clone());
     match memsim::sweep::merge(shards, &dir) {
         Ok(merged) => {
-            println!("merged {} shards, {} runs", merged.shards, merged.runs);
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "merged {} shards, {} runs", merged.shards, merged.runs);
             for f in merged.files {
-                println!("  wrote {}", f.display());
+                let _ = writeln!(o, "  wrote {}", f.display());
             }
             ExitCode::SUCCESS
         }
