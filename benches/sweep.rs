@@ -4,7 +4,9 @@
 //! Criterion's throughput line is runs per second; the 2-thread speed-up is the ratio
 //! of the first two, and the per-run cost of the sweep around the simulation (loading
 //! its scenario, writing its CSVs, summary and six plots, its sweep.csv row) is the
-//! difference between the first and the third, divided by 64.
+//! difference between the first and the third, divided by 64. Outputs go to a
+//! temporary folder: `TMPDIR=/dev/shm cargo bench --bench sweep` leaves the disk's
+//! fsync latency out.
 
 use std::path::Path;
 
