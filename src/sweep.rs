@@ -105,17 +105,23 @@ impl Definition {
     }
 
     /// `0007-count=6-target=80-seed=43`: the index first (it sorts and it is unique),
-    /// then what varies, in characters safe in any file name.
+    /// then what varies, in characters safe in any file name, short enough for one
+    /// (many parameters are cut, the seed is kept).
     fn run_id(&self, index: usize) -> String {
         let width = (self.runs().saturating_sub(1)).to_string().len().max(4);
         let point = index / self.seeds.len();
         let mut id = format!("{index:0width$}");
         for (p, i) in self.parameters.iter().zip(self.coordinates(point)) {
-            id += &format!("-{}={}", p.label, file_safe(&p.values[i]));
+            id += &format!("-{}={}", file_safe(&p.label), file_safe(&p.values[i]));
         }
+        id.truncate(MAX_ID_PARAMETERS);
         id + &format!("-seed={}", self.seeds[index % self.seeds.len()])
     }
 }
+
+/// Length of a run id before its seed: with the seed (at most 26 more) it stays well
+/// below the 255 bytes of a file name.
+const MAX_ID_PARAMETERS: usize = 200;
 
 /// At most 32 characters of `text`, others than `A-Za-z0-9._+-` replaced by `_`.
 fn file_safe(text: &str) -> String {
@@ -339,4 +345,56 @@ fn write_results(out: &Path, def: &Definition, table: &Table) -> anyhow::Result<
             Ok(path)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition(parameters: Vec<Parameter>, seeds: Vec<u64>) -> Definition {
+        Definition {
+            scenario: "s".into(),
+            parameters,
+            seeds,
+            heatmap: "peak_memused_pct".into(),
+        }
+    }
+
+    fn parameter(label: &str, values: &[&str]) -> Parameter {
+        Parameter {
+            path: label.into(),
+            label: label.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn runs_go_row_major_with_seeds_innermost() {
+        let def = definition(
+            vec![
+                parameter("count", &["4", "6"]),
+                parameter("target", &["70", "80", "90"]),
+            ],
+            vec![42, 43],
+        );
+        assert_eq!((def.grid_points(), def.runs()), (6, 12));
+        assert_eq!(def.coordinates(4), [1, 1]);
+        assert_eq!(def.run_id(9), "0009-count=6-target=80-seed=43");
+        assert_eq!(def.describe_point(4), "count=6 target=80");
+    }
+
+    #[test]
+    fn run_ids_are_file_names() {
+        let long = "x".repeat(100);
+        let params = (0..12)
+            .map(|i| parameter(&format!("mémoire{i}"), &[&long, "{a: 1}"]))
+            .collect();
+        let id = definition(params, vec![u64::MAX]).run_id(0);
+        assert!(id.len() <= 255, "{}", id.len());
+        assert!(id.starts_with("0000-m_moire0=xxx"), "{id}");
+        assert!(id.ends_with(&format!("-seed={}", u64::MAX)), "{id}");
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-=".contains(&b)));
+    }
 }
