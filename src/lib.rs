@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod sweep;
 pub mod workload;

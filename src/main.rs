@@ -36,6 +36,39 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Run a scenario over the grid of its `sweep:` section (parameter values ×
+    /// seeds) and write one row per run to sweep.csv.
+    ///
+    /// Each run's outputs go to DIR/runs/<run id>/; with exactly two parameters,
+    /// sweep_heatmap.png/.svg shows one metric per grid cell. With --shard I/N only
+    /// the runs whose index mod N is I-1 are done, and DIR/shard-I-of-N.json records
+    /// them for `memsim merge`. Outputs do not depend on --threads.
+    Sweep {
+        /// Scenario YAML file with a `sweep:` section.
+        scenario: PathBuf,
+        /// Output folder (default: output/sweep-<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Runs simulated at once, and their threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Do only the I-th of N shares of the runs (I from 1).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<memsim::sweep::Shard>,
+    },
+    /// Combine the shards of one sweep (folders with shard-I-of-N.json) into the
+    /// sweep.csv and heatmap that the whole sweep writes.
+    ///
+    /// Refuses, writing nothing, shards of different sweeps, missing or duplicate
+    /// shards.
+    Merge {
+        /// Shard output folders (or manifest files).
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Output folder (default: the first shard folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Check a scenario file and list every problem in it (exit status 2 if any).
     Validate {
         /// Scenario YAML file.
@@ -123,6 +156,13 @@ fn main() -> ExitCode {
             out,
             threads,
         } => run(scenario.as_deref(), out, threads),
+        Command::Sweep {
+            scenario,
+            out,
+            threads,
+            shard,
+        } => sweep(&scenario, out, threads, shard),
+        Command::Merge { shards, out } => merge(&shards, out),
         Command::Validate { scenario } => match scenario::load(&scenario) {
             Ok(sc) => {
                 println!("{}: ok ({} VMs)", scenario.display(), sc.vms.len());
@@ -367,6 +407,68 @@ fn run(path: Option<&Path>, out: Option<PathBuf>, threads: Option<usize>) -> Exi
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
+    }
+}
+
+fn sweep(
+    path: &Path,
+    out: Option<PathBuf>,
+    threads: Option<usize>,
+    shard: Option<memsim::sweep::Shard>,
+) -> ExitCode {
+    let sw = match memsim::sweep::load(path) {
+        Ok(sw) => sw,
+        Err(e) => return bad_input(&e),
+    };
+    let def = sw.definition();
+    let dir = out.unwrap_or_else(|| Path::new("output").join(format!("sweep-{}", def.scenario)));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build();
+    let pool = match pool {
+        Ok(p) => p,
+        Err(e) => return fail(&e.into()),
+    };
+    let started = std::time::Instant::now();
+    let progress = memsim::sweep::progress_bar(def.runs());
+    match pool.install(|| memsim::sweep::execute(&sw, shard, &dir, &progress)) {
+        Ok(files) => {
+            let done = shard.map_or(def.runs(), |s| s.runs(def.runs()).len());
+            let share = shard.map_or(String::new(), |s| format!(", shard {s}: {done} runs"));
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(
+                o,
+                "{}: {} runs ({} grid points × {} seeds{share}) in {:.1} s",
+                def.scenario,
+                def.runs(),
+                def.grid_points(),
+                def.seeds.len(),
+                started.elapsed().as_secs_f64()
+            );
+            for f in files {
+                let _ = writeln!(o, "  wrote {}", f.display());
+            }
+            let _ = writeln!(o, "  runs in {}", dir.join("runs").display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn merge(shards: &[PathBuf], out: Option<PathBuf>) -> ExitCode {
+    use memsim::sweep::MergeError;
+    let dir = out.unwrap_or_else(|| shards[0].clone());
+    match memsim::sweep::merge(shards, &dir) {
+        Ok(merged) => {
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "merged {} shards, {} runs", merged.shards, merged.runs);
+            for f in merged.files {
+                let _ = writeln!(o, "  wrote {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(MergeError::Input(problems)) => report_problems(problems),
+        Err(MergeError::Output(e)) => fail(&e),
     }
 }
 

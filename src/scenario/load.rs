@@ -27,6 +27,8 @@ const ROOT_KEYS: &[&str] = &[
     "ksmtuned",
     "templates",
     "vms",
+    // Read by `memsim sweep` (src/sweep.rs); a plain run ignores it.
+    "sweep",
 ];
 const HOST_KEYS: &[&str] = &[
     "memory",

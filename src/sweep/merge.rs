@@ -1,0 +1,233 @@
+//! `memsim merge`: the shard manifests of one sweep → the sweep.csv (and heatmap) that
+//! the sweep run whole would have written.
+//!
+//! A merge that silently mixed two sweeps, or left out a shard, would give a table
+//! that looks complete and is wrong; so every manifest is checked first — same
+//! fingerprint, same shard count, each shard exactly once, rows exactly the shard's
+//! runs — every problem is reported, and nothing is written unless all is well.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::definition::MAX_RUNS;
+use super::shard::{Manifest, Shard, FORMAT, MAX_SHARDS};
+use super::{write_results, Table};
+
+/// Why a merge wrote nothing.
+#[derive(Debug)]
+pub enum MergeError {
+    /// The inputs are not the complete shards of one sweep: each problem on a line.
+    Input(Vec<String>),
+    /// Writing the outputs failed.
+    Output(anyhow::Error),
+}
+
+impl fmt::Display for MergeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MergeError::Input(problems) => write!(f, "{}", problems.join("\n")),
+            MergeError::Output(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for MergeError {}
+
+/// What a merge wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merged {
+    pub shards: usize,
+    pub runs: usize,
+    pub files: Vec<PathBuf>,
+}
+
+/// Merges the manifests found in `inputs` (folders holding `shard-I-of-N.json` files,
+/// or such files) into `out`.
+pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
+    let mut problems = Vec::new();
+    let files: Vec<PathBuf> = inputs
+        .iter()
+        .flat_map(|input| manifest_files(input, &mut problems))
+        .collect();
+    let manifests: Vec<(PathBuf, Manifest)> = files
+        .into_iter()
+        .filter_map(|path| match read(&path) {
+            Ok(m) => Some((path, m)),
+            Err(message) => {
+                problems.push(format!("{}: {message}", path.display()));
+                None
+            }
+        })
+        .collect();
+    check(&manifests, &mut problems);
+    let Some((_, first)) = manifests.first().filter(|_| problems.is_empty()) else {
+        return Err(MergeError::Input(problems));
+    };
+    let mut rows: Vec<_> = manifests
+        .iter()
+        .flat_map(|(_, m)| m.table.rows.iter().cloned())
+        .collect();
+    rows.sort_by_key(|r| r.index);
+    let table = Table {
+        header: first.table.header.clone(),
+        rows,
+    };
+    std::fs::create_dir_all(out)
+        .map_err(|e| MergeError::Output(anyhow::anyhow!("creating {}: {e}", out.display())))?;
+    let files = write_results(out, &first.definition, &table).map_err(MergeError::Output)?;
+    Ok(Merged {
+        shards: first.shards,
+        runs: table.rows.len(),
+        files,
+    })
+}
+
+/// The manifests named by one input, in shard order.
+fn manifest_files(input: &Path, problems: &mut Vec<String>) -> Vec<PathBuf> {
+    if input.is_file() {
+        return vec![input.to_path_buf()];
+    }
+    let entries = match std::fs::read_dir(input) {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.push(format!("{}: {e}", input.display()));
+            return Vec::new();
+        }
+    };
+    let mut found: Vec<(Shard, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((shard_of_name(&e.file_name().to_string_lossy())?, e.path())))
+        .collect();
+    found.sort_by_key(|(s, _)| (s.count, s.index));
+    if found.is_empty() {
+        problems.push(format!(
+            "{}: no shard manifests (shard-I-of-N.json) in this folder",
+            input.display()
+        ));
+    }
+    found.into_iter().map(|(_, path)| path).collect()
+}
+
+/// `shard-2-of-8.json` → 2/8.
+fn shard_of_name(name: &str) -> Option<Shard> {
+    let spec = name.strip_prefix("shard-")?.strip_suffix(".json")?;
+    spec.replacen("-of-", "/", 1).parse().ok()
+}
+
+fn read(path: &Path) -> Result<Manifest, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a sweep shard manifest ({e})"))?;
+    if manifest.format != FORMAT {
+        return Err(format!(
+            "manifest format {:?}, this memsim reads {FORMAT:?}",
+            manifest.format
+        ));
+    }
+    let def = &manifest.definition;
+    let runs = def
+        .parameters
+        .iter()
+        .try_fold(def.seeds.len(), |n, p| n.checked_mul(p.values.len()));
+    let shard_ok = (1..=MAX_SHARDS).contains(&manifest.shards)
+        && (1..=manifest.shards).contains(&manifest.shard);
+    if !shard_ok || !runs.is_some_and(|n| (1..=MAX_RUNS).contains(&n)) {
+        return Err("an inconsistent manifest (the file was changed)".into());
+    }
+    Ok(manifest)
+}
+
+/// One sweep, one shard count, every shard once, each with exactly its runs.
+fn check(manifests: &[(PathBuf, Manifest)], problems: &mut Vec<String>) {
+    let Some((first_path, first)) = manifests.first() else {
+        return;
+    };
+    let name = |path: &Path| path.display().to_string();
+    let mut by_shard: Vec<Option<&Path>> = vec![None; first.shards];
+    for (path, m) in manifests {
+        if m.fingerprint != first.fingerprint || m.definition != first.definition {
+            problems.push(format!(
+                "{}: a shard of a different sweep (fingerprint {}; {} has {}): merge only the shards of one sweep",
+                name(path), m.fingerprint, name(first_path), first.fingerprint
+            ));
+            continue;
+        }
+        if m.shards != first.shards {
+            problems.push(format!(
+                "{}: shard {} of {}, but {} is of {} shards",
+                name(path),
+                m.shard,
+                m.shards,
+                name(first_path),
+                first.shards
+            ));
+            continue;
+        }
+        check_rows(path, m, problems);
+        // `read` checked 1 <= shard <= shards.
+        match &mut by_shard[m.shard - 1] {
+            Some(other) => problems.push(format!(
+                "shard {} of {} is given twice: {} and {}",
+                m.shard,
+                m.shards,
+                name(other),
+                name(path)
+            )),
+            slot => *slot = Some(path),
+        }
+    }
+    let missing: Vec<String> = (1..=first.shards)
+        .filter(|i| by_shard[i - 1].is_none())
+        .map(|i| i.to_string())
+        .collect();
+    if !missing.is_empty() {
+        let (noun, verb) = match missing.len() {
+            1 => ("shard", "is"),
+            _ => ("shards", "are"),
+        };
+        problems.push(format!(
+            "{noun} {} of {} {verb} missing: each of the {} shards must be given once",
+            missing.join(", "),
+            first.shards,
+            first.shards
+        ));
+    }
+}
+
+/// A manifest's rows must be the runs of its shard, in order, with the sweep's columns.
+fn check_rows(path: &Path, m: &Manifest, problems: &mut Vec<String>) {
+    let expected = Shard {
+        index: m.shard,
+        count: m.shards,
+    }
+    .runs(m.definition.runs());
+    let indices: Vec<usize> = m.table.rows.iter().map(|r| r.index).collect();
+    let widths_ok = m
+        .table
+        .rows
+        .iter()
+        .all(|r| r.cells.len() == m.table.header.len());
+    if indices != expected || m.runs != expected || !widths_ok {
+        problems.push(format!(
+            "{}: its rows are not the runs of shard {} of {} (the file was changed or cut short)",
+            path.display(),
+            m.shard,
+            m.shards
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_names() {
+        assert_eq!(
+            shard_of_name("shard-2-of-8.json"),
+            Some(Shard { index: 2, count: 8 })
+        );
+        assert_eq!(shard_of_name("shard-9-of-8.json"), None);
+        assert_eq!(shard_of_name("sweep.csv"), None);
+    }
+}
