@@ -25,12 +25,8 @@ mod definition;
 mod emit;
 mod grid;
 mod heatmap;
-// The scenario loader's YAML reader (a tree whose nodes know their line), compiled
-// here a second time because `scenario::located` is private to the loader. Once the
-// loader exports it (`pub(crate) mod located;` in scenario/mod.rs), this becomes a `use`.
-#[allow(clippy::duplicate_mod)]
-#[path = "scenario/located.rs"]
-mod located;
+/// The scenario loader's YAML reader: a tree whose nodes know their line.
+use crate::scenario::located;
 mod merge;
 mod path;
 mod shard;

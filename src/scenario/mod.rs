@@ -19,7 +19,7 @@
 mod error;
 mod ksm;
 mod load;
-mod located;
+pub(crate) mod located;
 mod model;
 mod read;
 pub mod units;
