@@ -175,6 +175,7 @@ fn expected() -> Scenario {
             interval: secs(10),
             maxchange: 50 * MIB,
         },
+        policy: None,
         ksm: KsmConfig {
             sysfs: Tunables {
                 pages_to_scan: 1000,
@@ -247,6 +248,7 @@ fn minimal_file_gets_every_default() {
             interval: secs(10),
             maxchange: 100 * MIB,
         },
+        policy: None,
         ksm: KsmConfig {
             sysfs: Tunables::default(),
             ksmtuned: Some(KsmtunedConfig {

@@ -8,12 +8,13 @@ use super::error::{Problem, ScenarioError};
 use super::ksm::ksm_config;
 use super::located::{self, Node};
 use super::read::{
-    boolean, choice, fields, positive_duration, size, string, uint32, uint64, At, Ctx, Slot,
+    boolean, choice, fields, positive_duration, size, string, text, uint32, uint64, At, Ctx, Slot,
 };
 use super::units::{format_duration, format_size, Bare};
 use super::vm::{templates, vms, Limits};
 use super::{HostConfig, MemusedFormula, PvestatdConfig, Scenario, Thp};
 use crate::engine::SimTime;
+use crate::policy::Policy;
 
 const ROOT_KEYS: &[&str] = &[
     "name",
@@ -25,6 +26,7 @@ const ROOT_KEYS: &[&str] = &[
     "pvestatd",
     "ksm",
     "ksmtuned",
+    "policy",
     "templates",
     "vms",
     // Read by `memsim sweep` (src/sweep.rs); a plain run ignores it.
@@ -105,6 +107,9 @@ fn scenario(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
         maxchange: 100 * MIB,
     });
     let ksm = ksm_config(ctx, &f);
+    let policy = f.slot(ctx, "policy", |n| {
+        text(n, "a policy name")?.parse::<Policy>()
+    });
     let templates = f.get("templates").map(|n| templates(ctx, n));
     let limits = Limits {
         host_memory: host.as_ref().map(|h| h.memory),
@@ -117,7 +122,7 @@ fn scenario(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
             None
         }
     };
-    Some(Scenario {
+    let mut sc = Scenario {
         name: name?,
         seed: seed?,
         duration: duration?.value,
@@ -126,8 +131,13 @@ fn scenario(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
         host: host?,
         pvestatd: pvestatd?,
         ksm: ksm?,
+        policy: None,
         vms: vms?,
-    })
+    };
+    if let Some(p) = policy.optional()? {
+        p.apply(&mut sc);
+    }
+    Some(sc)
 }
 
 /// The file's stem: `scenarios/quickstart.yaml` is named `quickstart`.

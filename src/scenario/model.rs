@@ -5,6 +5,7 @@
 use crate::engine::SimTime;
 use crate::ksm::Tunables;
 use crate::ksmtuned::{Config as KsmtunedConf, Variant};
+use crate::policy::Policy;
 use crate::workload::ProcessSpec;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +20,8 @@ pub struct Scenario {
     pub host: HostConfig,
     pub pvestatd: PvestatdConfig,
     pub ksm: KsmConfig,
+    /// The `policy:` preset applied over the settings above, if any.
+    pub policy: Option<Policy>,
     /// One entry per VM, sorted by vmid.
     pub vms: Vec<VmConfig>,
 }

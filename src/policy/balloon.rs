@@ -1,0 +1,8 @@
+//! `balloon`: pvestatd's auto-ballooning alone (`PVE/AutoBalloon.pm`), KSM off.
+
+use crate::scenario::Scenario;
+
+pub(super) fn apply(sc: &mut Scenario) {
+    sc.pvestatd.enabled = true;
+    super::ksm_off(sc);
+}

@@ -1,0 +1,9 @@
+//! `both`: what a Proxmox VE host does out of the box — pvestatd's auto-ballooning and
+//! ksmd driven by ksmtuned.
+
+use crate::scenario::Scenario;
+
+pub(super) fn apply(sc: &mut Scenario) {
+    sc.pvestatd.enabled = true;
+    super::ksmtuned_on(sc);
+}
