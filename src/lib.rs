@@ -7,6 +7,7 @@ pub mod host;
 pub mod ksm;
 pub mod ksmtuned;
 pub mod metrics;
+pub mod mom;
 pub mod policy;
 pub mod report;
 pub mod scenario;
