@@ -104,10 +104,12 @@ pub enum EventKind {
     ProcessRestart,
     HostSwapOut,
     HostOomKill,
-    /// ksmtuned wrote `run=1` after `run=0` (or at its first start).
+    /// ksmtuned or MOM wrote `run=1` after `run=0` (or at its first start).
     KsmStart,
-    /// ksmtuned wrote `run=0`.
+    /// ksmtuned or MOM wrote `run=0` (MOM: or `run=2`).
     KsmStop,
+    /// A MOM policy round failed (logged the first time).
+    MomRoundFailed,
 }
 
 /// One row of `events.csv`.

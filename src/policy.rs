@@ -11,6 +11,7 @@ mod both;
 mod free_page_reporting;
 mod ksm;
 mod ksm_always;
+mod mom;
 mod none;
 
 use std::fmt;
@@ -27,17 +28,19 @@ pub enum Policy {
     Both,
     KsmAlways,
     FreePageReporting,
+    Mom,
 }
 
 impl Policy {
     /// Every policy, in the order comparisons list them.
-    pub const ALL: [Policy; 6] = [
+    pub const ALL: [Policy; 7] = [
         Policy::None,
         Policy::Balloon,
         Policy::Ksm,
         Policy::Both,
         Policy::KsmAlways,
         Policy::FreePageReporting,
+        Policy::Mom,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Policy {
             Policy::Both => "both",
             Policy::KsmAlways => "ksm-always",
             Policy::FreePageReporting => "free-page-reporting",
+            Policy::Mom => "mom",
         }
     }
 
@@ -62,6 +66,7 @@ impl Policy {
             Policy::FreePageReporting => {
                 "free page reporting in every guest, no auto-ballooning, no KSM"
             }
+            Policy::Mom => "oVirt MOM's balloon and KSM policies (vdsm's, ballooning on)",
         }
     }
 
@@ -74,6 +79,7 @@ impl Policy {
             Policy::Both => both::apply(sc),
             Policy::KsmAlways => ksm_always::apply(sc),
             Policy::FreePageReporting => free_page_reporting::apply(sc),
+            Policy::Mom => mom::apply(sc),
         }
         sc.policy = Some(self);
     }
@@ -106,13 +112,17 @@ impl FromStr for Policy {
     }
 }
 
+/// Neither pvestatd nor MOM moves balloons.
 fn balloon_off(sc: &mut Scenario) {
     sc.pvestatd.enabled = false;
+    sc.mom = None;
 }
 
+/// Nobody runs ksmd.
 fn ksm_off(sc: &mut Scenario) {
     sc.ksm.sysfs.run = 0;
     sc.ksm.ksmtuned = None;
+    sc.mom = None;
 }
 
 /// ksmtuned as the scenario configures it, or Proxmox's when the scenario turned it off.

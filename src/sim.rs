@@ -19,6 +19,7 @@
 //! threads.
 
 mod ksm;
+mod mom;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,7 @@ use crate::engine::{EventQueue, SimTime};
 use crate::guest::{Counters, Guest, GuestEvent, HostDelta};
 use crate::host::{Host, HostCounters, OutOfMemory};
 use crate::metrics::{Event as Record, EventKind, HostSample, RunResult, Summary, VmSample};
+use crate::mom::Mom;
 use crate::scenario::{Scenario, VmConfig};
 use ksm::{Cycle, HostKsm};
 
@@ -45,6 +47,7 @@ pub enum Event {
     PageReporting,
     Pvestatd,
     Ksmtuned,
+    Mom,
     Sample,
 }
 
@@ -56,7 +59,8 @@ enum Phase {
     PageReporting = 2,
     Pvestatd = 3,
     Ksmtuned = 4,
-    Sample = 5,
+    Mom = 5,
+    Sample = 6,
 }
 
 impl Phase {
@@ -141,6 +145,10 @@ struct Sim<'a> {
     last_host: HostCounters,
     /// ksmd and ksmtuned, when KSM can run at all.
     ksm: Option<HostKsm>,
+    /// oVirt MOM, when the scenario runs it instead of pvestatd and ksmtuned.
+    mom: Option<Mom>,
+    /// A MOM round has failed (logged once).
+    mom_failed: bool,
 }
 
 /// Runs a scenario to its end and returns everything it recorded.
@@ -190,6 +198,10 @@ impl<'a> Sim<'a> {
         if let Some(every) = ksm.as_ref().and_then(HostKsm::monitor_interval) {
             queue.schedule(Phase::Ksmtuned.at(every), Event::Ksmtuned);
         }
+        let mom = sc.mom.clone().map(Mom::new);
+        if let Some(m) = &mom {
+            queue.schedule(Phase::Mom.at(m.config().interval), Event::Mom);
+        }
         let vms = sc
             .vms
             .iter()
@@ -218,6 +230,8 @@ impl<'a> Sim<'a> {
             guest_victims: Vec::new(),
             last_host: HostCounters::default(),
             ksm,
+            mom,
+            mom_failed: false,
         }
     }
 
@@ -257,6 +271,12 @@ impl<'a> Sim<'a> {
                     self.again(t, every, ev);
                 }
             }
+            Event::Mom => {
+                self.mom(t);
+                if let Some(every) = self.mom.as_ref().map(|m| m.config().interval) {
+                    self.again(t, every, ev);
+                }
+            }
             Event::Sample => {
                 self.sample(t);
                 self.again(t, self.sc.sample_interval, ev);
@@ -284,12 +304,18 @@ impl<'a> Sim<'a> {
 
     // ---- VM lifecycle ----------------------------------------------------------------
 
-    /// QEMU starts and the guest boots. qemu-server then sets the balloon target to
-    /// `balloon_min` at once (`vm_start`), so pvestatd has to grow the VM back.
+    /// QEMU starts and the guest boots. On Proxmox, qemu-server then sets the balloon
+    /// target to `balloon_min` at once (`vm_start`), so pvestatd has to grow the VM back.
     fn start_vm(&mut self, t: SimTime, i: usize) {
         let cfg = self.cfg(i);
         let mut guest = Guest::boot(cfg, self.sc.seed, self.sc.duration);
-        if let (true, Some(min)) = (cfg.balloon_device, cfg.balloon_min.filter(|&m| m > 0)) {
+        // qemu-server's start-up target; an oVirt host (MOM) starts guests at full size.
+        let proxmox = self.sc.mom.is_none();
+        if let (true, true, Some(min)) = (
+            proxmox,
+            cfg.balloon_device,
+            cfg.balloon_min.filter(|&m| m > 0),
+        ) {
             guest.set_balloon_target(min);
         }
         let merged = match self.ksm.as_mut() {

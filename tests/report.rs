@@ -66,6 +66,7 @@ fn scenario(name: &str, duration_s: u64) -> Scenario {
             interval: SimTime::from_secs(10),
             maxchange: 100 << 20,
         },
+        mom: None,
         policy: None,
         ksm: KsmConfig {
             sysfs: Tunables::default(),

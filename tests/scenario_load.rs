@@ -175,6 +175,7 @@ fn expected() -> Scenario {
             interval: secs(10),
             maxchange: 50 * MIB,
         },
+        mom: None,
         policy: None,
         ksm: KsmConfig {
             sysfs: Tunables {
@@ -248,6 +249,7 @@ fn minimal_file_gets_every_default() {
             interval: secs(10),
             maxchange: 100 * MIB,
         },
+        mom: None,
         policy: None,
         ksm: KsmConfig {
             sysfs: Tunables::default(),

@@ -5,5 +5,6 @@ use crate::scenario::Scenario;
 
 pub(super) fn apply(sc: &mut Scenario) {
     sc.pvestatd.enabled = true;
+    sc.mom = None;
     super::ksmtuned_on(sc);
 }

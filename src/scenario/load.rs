@@ -131,6 +131,7 @@ fn scenario(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
         host: host?,
         pvestatd: pvestatd?,
         ksm: ksm?,
+        mom: None,
         policy: None,
         vms: vms?,
     };

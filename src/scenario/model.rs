@@ -5,6 +5,7 @@
 use crate::engine::SimTime;
 use crate::ksm::Tunables;
 use crate::ksmtuned::{Config as KsmtunedConf, Variant};
+use crate::mom::MomConfig;
 use crate::policy::Policy;
 use crate::workload::ProcessSpec;
 
@@ -20,6 +21,9 @@ pub struct Scenario {
     pub host: HostConfig,
     pub pvestatd: PvestatdConfig,
     pub ksm: KsmConfig,
+    /// oVirt MOM's balloon and KSM policies, instead of pvestatd and ksmtuned (the
+    /// `mom` policy).
+    pub mom: Option<MomConfig>,
     /// The `policy:` preset applied over the settings above, if any.
     pub policy: Option<Policy>,
     /// One entry per VM, sorted by vmid.

@@ -38,7 +38,7 @@ pub(super) struct Cycle {
 impl HostKsm {
     /// `None` when ksmd can never run in this scenario (no contents are kept then).
     pub fn new(sc: &Scenario, mem_total_kib: u64) -> Option<HostKsm> {
-        if !sc.ksm.may_run() {
+        if !sc.ksm.may_run() && sc.mom.is_none() {
             return None;
         }
         let numa = u16::try_from(sc.host.numa_nodes).unwrap_or(u16::MAX);
@@ -141,6 +141,27 @@ impl HostKsm {
         })
     }
 
+    /// Writes to `/sys/kernel/mm/ksm` from another controller (MOM). The kernel may
+    /// refuse one (EBUSY for `merge_across_nodes` while pages are shared), as it
+    /// would refuse the real write; the value then stays.
+    pub fn write(&mut self, now: SimTime, w: Sysfs) {
+        let _ = self.ksmd.set(now, w);
+    }
+
+    /// `(run, pages_to_scan, sleep_millisecs, merge_across_nodes, pages_shared)` as
+    /// sysfs shows them now.
+    pub fn sysfs(&self) -> (u8, u64, u64, bool, u64) {
+        let t = self.ksmd.tunables();
+        let c = self.ksmd.counters();
+        (
+            t.run,
+            t.pages_to_scan,
+            t.sleep_millisecs,
+            t.merge_across_nodes,
+            c.pages_shared,
+        )
+    }
+
     /// The script's writes: on a stop only `run`; on a start `pages_to_scan`,
     /// `sleep_millisecs`, then `run`. The daemon's values are always ones the kernel
     /// accepts, so no write fails.
@@ -165,7 +186,7 @@ impl HostKsm {
     /// Σ over running QEMU processes of what `ps` shows in the variant's column, KiB.
     /// PSS divides each KSM page among its mappers, so Σ PSS = Σ RSS − the pages
     /// merging saves. A column the model does not know sums as 0, as awk sums text.
-    fn committed_kib(&self, measure: &CommittedMeasure, host: &Host) -> u64 {
+    pub fn committed_kib(&self, measure: &CommittedMeasure, host: &Host) -> u64 {
         let rss: u64 = (0..self.vms.len())
             .map(|i| host.backing(i))
             .filter(|b| b.running)

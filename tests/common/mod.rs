@@ -84,6 +84,7 @@ pub fn scenario(host_memory: u64, duration: SimTime, vms: Vec<VmConfig>) -> Scen
             maxchange: 100 * MIB,
         },
         // KSM off: these tests compare with lab runs that had it off.
+        mom: None,
         policy: None,
         ksm: KsmConfig {
             sysfs: memsim::ksm::Tunables::default(),
