@@ -81,6 +81,10 @@ pub struct VmSample {
     pub cache_refault_pages: u64,
     pub major_faults: u64,
     pub oom_kills: u64,
+    /// `/proc/<qemu pid>/ksm_stat`: pages of this VM's RAM that map a KSM page, and
+    /// what merging earns this VM (`ksm_process_profit`).
+    pub ksm_merging_pages: u64,
+    pub ksm_process_profit_bytes: i64,
 }
 
 /// What happened, for `events.csv`.

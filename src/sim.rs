@@ -698,6 +698,10 @@ impl<'a> Sim<'a> {
             ..VmSample::default()
         };
         vm.last = c;
+        if let Some(stat) = self.ksm.as_ref().and_then(|k| k.vm_stat(i)) {
+            row.ksm_merging_pages = stat.ksm_merging_pages;
+            row.ksm_process_profit_bytes = stat.ksm_process_profit;
+        }
         if let Some(g) = &vm.guest {
             row.target_bytes = g.balloon().target_guest_bytes();
             row.actual_bytes = g.balloon().actual_guest_bytes();

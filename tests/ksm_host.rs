@@ -291,3 +291,15 @@ fn ksmtuned_starts_ksmd_only_when_free_memory_falls_below_its_threshold() {
         100 * 16 * (1 << 20) / (last.mem_total_bytes >> 10)
     );
 }
+
+#[test]
+fn each_vm_shows_its_ksm_stat() {
+    let r = memsim::sim::run(&e1(false));
+    let end = r.host.last().unwrap();
+    let last: Vec<_> = r.vms.iter().filter(|v| v.t_s == end.t_s).collect();
+    assert_eq!(last.len(), 4);
+    // Σ per-QEMU ksm_merging_pages = shared + sharing (lab E1: no other KSM user).
+    let merging: u64 = last.iter().map(|v| v.ksm_merging_pages).sum();
+    assert_eq!(merging, end.ksm_pages_shared + end.ksm_pages_sharing);
+    assert!(last.iter().all(|v| v.ksm_process_profit_bytes > 0));
+}

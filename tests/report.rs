@@ -36,7 +36,8 @@ const HOST_COLUMNS: &str = "t_s,mem_total_bytes,mem_free_bytes,buffers_bytes,cac
 const VM_COLUMNS: &str = "t_s,vmid,name,state,maxmem_bytes,balloon_min_bytes,target_bytes,\
     actual_bytes,guest_mem_total_bytes,guest_mem_free_bytes,guest_cached_bytes,\
     guest_anon_bytes,guest_kernel_bytes,guest_swap_used_bytes,host_resident_bytes,\
-    host_swapped_bytes,swap_in_pages,swap_out_pages,cache_refault_pages,major_faults,oom_kills";
+    host_swapped_bytes,swap_in_pages,swap_out_pages,cache_refault_pages,major_faults,oom_kills,\
+    ksm_merging_pages,ksm_process_profit_bytes";
 const EVENT_COLUMNS: &str = "t_s,vmid,kind,value,detail";
 
 /// The report reads only the name, duration and sample interval; the VM list stays

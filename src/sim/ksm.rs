@@ -12,7 +12,7 @@ use crate::engine::SimTime;
 use crate::guest::Guest;
 use crate::host::{Host, MemInfo};
 use crate::ksm::trace::Counters;
-use crate::ksm::{KsmError, Ksmd, Sysfs};
+use crate::ksm::{KsmError, Ksmd, MmStat, Sysfs};
 use crate::ksmtuned::{CommittedMeasure, Decision, Ksmtuned, Status};
 use crate::scenario::{Scenario, VmConfig};
 
@@ -203,6 +203,12 @@ impl HostKsm {
             CommittedMeasure::Column(_) => 0,
         };
         pages * 4
+    }
+
+    /// `ksm_stat` of a running, mergeable VM's QEMU process.
+    pub fn vm_stat(&self, i: usize) -> Option<MmStat> {
+        let c = self.vms[i].as_ref()?;
+        self.ksmd.mm_stat(c.mm())
     }
 
     pub fn counters(&self) -> Counters {
