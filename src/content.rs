@@ -188,8 +188,9 @@ impl Contents {
             Owner::AnonHot(i) | Owner::AnonCold(i) => {
                 let k = bump(&mut self.anon_held[i as usize]);
                 let p = self.proc_keys[i as usize];
-                if unit(mix64(p ^ k ^ salt(Kind::Anon))) < self.cfg.anon_shared {
-                    self.shared(Kind::Anon, p, k)
+                let h = mix64(p ^ k ^ salt(Kind::Anon));
+                if below(h, self.cfg.anon_shared) {
+                    self.shared(h)
                 } else {
                     self.unique(Kind::Anon)
                 }
@@ -207,21 +208,23 @@ impl Contents {
     /// process's files): the template's (or family's) with probability `shared`,
     /// otherwise the VM's own — the same for every re-read of `k`.
     fn ordinal_page(&self, kind: Kind, shared: f64, proc_key: u64, k: u64) -> u64 {
-        if unit(mix64(proc_key ^ k ^ salt(kind))) < shared {
-            self.shared(kind, proc_key, k)
+        let h = mix64(proc_key ^ k ^ salt(kind));
+        if below(h, shared) {
+            self.shared(h)
         } else {
-            nonzero(mix64(self.own_key ^ mix64(proc_key ^ k ^ salt(kind))))
+            nonzero(mix64(self.own_key ^ h))
         }
     }
 
-    fn shared(&self, kind: Kind, proc_key: u64, k: u64) -> u64 {
-        let which = mix64(proc_key ^ k ^ salt(kind) ^ 0x66616d);
-        let base = if unit(which) < self.cfg.family_shared {
+    /// The shared content whose ordinal hashes to `h` (`mix64(proc_key ^ k ^ salt)`):
+    /// the OS family's for a `family_shared` part of the ordinals, else the template's.
+    fn shared(&self, h: u64) -> u64 {
+        let base = if below(mix64(h ^ FAMILY_SALT), self.cfg.family_shared) {
             self.family_key
         } else {
             self.template_key
         };
-        nonzero(mix64(base ^ mix64(proc_key ^ k ^ salt(kind))))
+        nonzero(mix64(base ^ h))
     }
 
     fn unique(&mut self, kind: Kind) -> u64 {
@@ -257,13 +260,27 @@ fn sub(n: &mut u64, k: u64) {
     *n = n.saturating_sub(k);
 }
 
+/// Per-kind salts, so that equal ordinals of different kinds hash apart.
+const SALTS: [u64; 6] = {
+    let mut s = [0; 6];
+    let mut i = 0;
+    while i < 6 {
+        s[i] = mix64((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        i += 1;
+    }
+    s
+};
+/// Salt of the family-or-template choice.
+const FAMILY_SALT: u64 = mix64(0x66616d);
+
 fn salt(kind: Kind) -> u64 {
-    mix64((kind as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    SALTS[kind as usize]
 }
 
-/// A uniform number in `[0, 1)` from 53 bits of `h`.
-fn unit(h: u64) -> f64 {
-    (h >> 11) as f64 / (1u64 << 53) as f64
+/// Whether a hash falls in the lowest `fraction` of its range: 53 bits of `h` against
+/// `fraction × 2^53` (exact in `f64`).
+fn below(h: u64, fraction: f64) -> bool {
+    ((h >> 11) as f64) < fraction * (1u64 << 53) as f64
 }
 
 /// Content ids other than the zero page's.
