@@ -2,6 +2,7 @@ pub mod autoballoon;
 pub mod balloon;
 pub mod content;
 pub mod engine;
+pub mod explain;
 pub mod guest;
 pub mod host;
 pub mod ksm;

@@ -36,6 +36,28 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Run a scenario and tell what happened, in plain sentences with simulated times
+    /// and the numbers behind them.
+    ///
+    /// Levels: `summary` (a handful of lines: first time above target, first reclaim,
+    /// swap and OOM kill, totals, KSM savings), `decisions` (the timeline: pvestatd's
+    /// cycles told in stretches, pressure episodes, OOM kills, host swap and OOM, ksmd
+    /// on and off, VM starts, stops and migrations), `everything` (each of those with
+    /// the details under it: every cycle and every VM's balloon command). Writes no
+    /// files.
+    Explain {
+        /// Scenario YAML file.
+        scenario: PathBuf,
+        /// How much to tell: summary, decisions or everything.
+        #[arg(long, default_value = "decisions", value_parser = parse_level)]
+        level: memsim::explain::Level,
+        /// Tell from this simulated time on (10m, 1h30m, 00:43:10).
+        #[arg(long, value_parser = parse_offset)]
+        since: Option<memsim::engine::SimTime>,
+        /// Tell up to this simulated time (inclusive).
+        #[arg(long, value_parser = parse_offset)]
+        until: Option<memsim::engine::SimTime>,
+    },
     /// Run a scenario over the grid of its `sweep:` section (parameter values ×
     /// seeds) and write one row per run to sweep.csv.
     ///
@@ -163,6 +185,12 @@ fn main() -> ExitCode {
             shard,
         } => sweep(&scenario, out, threads, shard),
         Command::Merge { shards, out } => merge(&shards, out),
+        Command::Explain {
+            scenario,
+            level,
+            since,
+            until,
+        } => explain(&scenario, level, since, until),
         Command::Validate { scenario } => match scenario::load(&scenario) {
             Ok(sc) => {
                 println!("{}: ok ({} VMs)", scenario.display(), sc.vms.len());
@@ -343,9 +371,28 @@ fn load(path: Option<&Path>) -> Result<Scenario, scenario::ScenarioError> {
     }
 }
 
+/// The scenario and the YAML text it was read from (for report.html): the file is
+/// read once, so the report shows exactly what ran. A file that cannot be read is
+/// left to `scenario::load`, which reports it like any other problem (should it have
+/// become readable meanwhile, the report shows the resolved scenario instead).
+fn load_with_source(
+    path: Option<&Path>,
+) -> Result<(Scenario, Option<String>), scenario::ScenarioError> {
+    let Some(p) = path else {
+        return load(None).map(|sc| (sc, Some(QUICKSTART.to_string())));
+    };
+    match std::fs::read_to_string(p) {
+        Ok(text) => {
+            let base = p.parent().unwrap_or(Path::new("."));
+            scenario::parse(&text, &p.display().to_string(), base).map(|sc| (sc, Some(text)))
+        }
+        Err(_) => scenario::load(p).map(|sc| (sc, None)),
+    }
+}
+
 fn run(path: Option<&Path>, out: Option<PathBuf>, threads: Option<usize>) -> ExitCode {
-    let sc = match load(path) {
-        Ok(sc) => sc,
+    let (sc, source) = match load_with_source(path) {
+        Ok(loaded) => loaded,
         Err(e) => return bad_input(&e),
     };
     let dir = out.unwrap_or_else(|| Path::new("output").join(&sc.name));
@@ -359,7 +406,7 @@ fn run(path: Option<&Path>, out: Option<PathBuf>, threads: Option<usize>) -> Exi
     let started = std::time::Instant::now();
     let result = pool.install(|| memsim::sim::run(&sc));
     let elapsed = started.elapsed();
-    match memsim::report::write_run(&dir, &sc, &result) {
+    match memsim::report::write_run_with_report(&dir, &sc, &result, source.as_deref()) {
         Ok(paths) => {
             let s = &result.summary;
             let mut o = std::io::stdout().lock();
@@ -407,6 +454,45 @@ fn run(path: Option<&Path>, out: Option<PathBuf>, threads: Option<usize>) -> Exi
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
+    }
+}
+
+fn parse_level(text: &str) -> Result<memsim::explain::Level, String> {
+    text.parse()
+}
+
+fn parse_offset(text: &str) -> Result<memsim::engine::SimTime, String> {
+    memsim::explain::parse_offset(text)
+}
+
+/// `memsim explain`: arguments are checked before the (possibly long) run.
+fn explain(
+    path: &Path,
+    level: memsim::explain::Level,
+    since: Option<memsim::engine::SimTime>,
+    until: Option<memsim::engine::SimTime>,
+) -> ExitCode {
+    let window = match memsim::explain::Window::new(since, until) {
+        Ok(w) => w,
+        Err(e) => return usage(&e),
+    };
+    let sc = match scenario::load(path) {
+        Ok(sc) => sc,
+        Err(e) => return bad_input(&e),
+    };
+    if let Some(s) = since.filter(|&s| s > sc.duration) {
+        let end = memsim::explain::clock(sc.duration.as_secs_f64());
+        let since = memsim::explain::clock(s.as_secs_f64());
+        return usage(&format!(
+            "--since {since} is after the end of the run ({end})"
+        ));
+    }
+    let result = memsim::sim::run(&sc);
+    let lines = memsim::explain::explain(&sc, &result, level, window);
+    let mut o = std::io::stdout().lock();
+    match o.write_all(memsim::explain::to_text(&lines).as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.into()),
     }
 }
 

@@ -21,7 +21,9 @@
 //! scheduling.
 
 mod atomic;
+pub mod html;
 mod plot;
+mod run_page;
 mod tables;
 
 use std::fs::File;
@@ -62,6 +64,21 @@ pub fn write_run(
         })
         .collect::<anyhow::Result<_>>()?;
     atomic::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(paths)
+}
+
+/// [`write_run`], then `report.html` beside the outputs (written atomically right after
+/// them, from the SVGs just written): what `memsim run` writes. `source` is the
+/// scenario's YAML text, shown in the report when given. Returns every path written.
+pub fn write_run_with_report(
+    dir: &Path,
+    scenario: &Scenario,
+    result: &RunResult,
+    source: Option<&str>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut paths = write_run(dir, scenario, result)?;
+    let report = run_page::write(dir, scenario, result, source, &paths)?;
+    paths.push(report);
     Ok(paths)
 }
 
