@@ -25,6 +25,7 @@ mod cycles;
 mod detail;
 mod format;
 mod incidents;
+mod mom;
 mod pressure;
 mod run;
 mod story;
@@ -212,7 +213,11 @@ impl Item {
 fn timeline(run: &Run, detailed: bool) -> Vec<Line> {
     let mut items = Vec::new();
     items.extend(incidents::items(run));
-    items.extend(cycles::items(run));
+    if run.sc.mom.is_some() {
+        items.extend(mom::items(run));
+    } else {
+        items.extend(cycles::items(run));
+    }
     items.extend(pressure::items(run));
     items.sort_by(|a, b| a.t.total_cmp(&b.t).then(a.seq.cmp(&b.seq)));
     let mut merged: Vec<Item> = Vec::new();

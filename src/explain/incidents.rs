@@ -43,7 +43,14 @@ pub(super) fn items(run: &Run) -> Vec<Item> {
                 EventKind::ProcessRestart => ("restart", restarted(run, seq, e)),
                 EventKind::HostOomKill => ("host oom", host_oom(e)),
                 EventKind::KsmStart | EventKind::KsmStop => {
+                    if let Some(said) = e.detail.strip_prefix("MOM: ") {
+                        return Some(Item::host(e.t_s, seq, "ksm", "MOM", said.to_string()));
+                    }
                     return Some(Item::host(e.t_s, seq, "ksm", "ksmtuned", ksm(run, seq, e)));
+                }
+                EventKind::MomRoundFailed => {
+                    let said = e.detail.strip_prefix("MOM: ").unwrap_or(&e.detail);
+                    return Some(Item::host(e.t_s, seq, "mom", "MOM", said.to_string()));
                 }
                 EventKind::BalloonTarget
                 | EventKind::ReclaimCache
@@ -74,6 +81,12 @@ fn started(run: &Run, e: &Event) -> String {
             size(min.unwrap_or(0)),
             size(c.memory)
         )),
+        (true, Some(m)) if run.sc.mom.is_some() => {
+            s.push_str(&format!(
+                ", guaranteed memory {} (MOM never shrinks it below)",
+                size(m)
+            ));
+        }
         (true, Some(m)) => {
             s.push_str(&format!(
                 ", balloon minimum {}: qemu-server sets the balloon to it at start",

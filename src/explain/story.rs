@@ -41,10 +41,13 @@ pub(super) fn preamble(run: &Run) -> Line {
             "pvestatd ballooning target {} % (memused = {formula})",
             p.ballooning_target
         )
+    } else if sc.mom.is_some() {
+        "oVirt MOM's balloon and KSM policies instead of pvestatd and ksmtuned".to_string()
     } else {
         "pvestatd auto-ballooning off".to_string()
     };
     let ksm = match (&sc.ksm.ksmtuned, sc.ksm.sysfs.run) {
+        _ if sc.mom.is_some() => "KSM driven by MOM".to_string(),
         (Some(t), _) => format!("KSM driven by ksmtuned ({})", t.variant),
         (None, 1) => "ksmd always on".to_string(),
         (None, _) => "KSM off".to_string(),
