@@ -1,5 +1,6 @@
 pub mod autoballoon;
 pub mod balloon;
+pub mod compare;
 pub mod content;
 pub mod engine;
 pub mod guest;

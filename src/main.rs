@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use memsim::policy::Policy;
 use memsim::scenario::{self, Scenario};
 
 /// Discrete-event simulator of memory overcommit on a KVM / Proxmox VE host:
@@ -55,6 +56,29 @@ enum Command {
         /// Do only the I-th of N shares of the runs (I from 1).
         #[arg(long, value_name = "I/N")]
         shard: Option<memsim::sweep::Shard>,
+    },
+    /// Run a scenario under several policies with the same seeds, side by side.
+    ///
+    /// Each run's outputs go to DIR/<policy>/ (DIR/<policy>-seed=S/ with several
+    /// seeds). DIR/comparison.csv has one row per policy (means over the seeds, with
+    /// min_/max_ columns where seeds differ); compare_host_memory, compare_swap,
+    /// compare_oom and compare_bars (.png/.svg) show the policies together. Outputs do
+    /// not depend on --threads.
+    Compare {
+        /// Scenario YAML file.
+        scenario: PathBuf,
+        /// Policies to compare, in this order (default: all).
+        #[arg(long, value_delimiter = ',', value_name = "P1,P2,..", long_help = policy_help())]
+        policies: Vec<Policy>,
+        /// Seeds per policy, counted up from the scenario's seed.
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// Output folder (default: output/compare-<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Runs simulated at once, and their threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Combine the shards of one sweep (folders with shard-I-of-N.json) into the
     /// sweep.csv and heatmap that the whole sweep writes.
@@ -162,6 +186,13 @@ fn main() -> ExitCode {
             threads,
             shard,
         } => sweep(&scenario, out, threads, shard),
+        Command::Compare {
+            scenario,
+            policies,
+            seeds,
+            out,
+            threads,
+        } => compare(&scenario, &policies, seeds, out, threads),
         Command::Merge { shards, out } => merge(&shards, out),
         Command::Validate { scenario } => match scenario::load(&scenario) {
             Ok(sc) => {
@@ -449,6 +480,76 @@ fn sweep(
                 let _ = writeln!(o, "  wrote {}", f.display());
             }
             let _ = writeln!(o, "  runs in {}", dir.join("runs").display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// The policies with what each does, for `--help`.
+fn policy_help() -> String {
+    let lines: Vec<String> = Policy::ALL
+        .iter()
+        .map(|p| format!("  {:<20} {}", p.name(), p.summary()))
+        .collect();
+    format!(
+        "Policies to compare, in this order (default: all):\n{}",
+        lines.join("\n")
+    )
+}
+
+fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool, ExitCode> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .map_err(|e| fail(&e.into()))
+}
+
+fn compare(
+    path: &Path,
+    policies: &[Policy],
+    seeds: usize,
+    out: Option<PathBuf>,
+    threads: Option<usize>,
+) -> ExitCode {
+    use memsim::compare::{self, Plan};
+    let plan = match scenario::load(path) {
+        Ok(sc) => Plan::new(sc, policies, seeds),
+        Err(e) => {
+            eprintln!("{e}");
+            Err(compare::option_problems(policies, seeds))
+        }
+    };
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(problems) => return report_problems(problems),
+    };
+    let name = &plan.scenario().name;
+    let dir = out.unwrap_or_else(|| Path::new("output").join(format!("compare-{name}")));
+    let pool = match thread_pool(threads) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let started = std::time::Instant::now();
+    let progress = memsim::sweep::progress_bar(plan.runs().len());
+    match pool.install(|| compare::execute(&plan, &dir, &progress)) {
+        Ok(outcome) => {
+            let mut o = std::io::stdout().lock();
+            let seeds = plan.seeds().len();
+            let _ = writeln!(
+                o,
+                "{name}: {} policies × {seeds} seed{}, {} simulated each; {} runs in {:.1} s",
+                plan.policies().len(),
+                if seeds == 1 { "" } else { "s" },
+                humantime(plan.scenario().duration.as_secs_f64()),
+                plan.runs().len(),
+                started.elapsed().as_secs_f64()
+            );
+            let _ = write!(o, "{}", compare::terminal(&outcome.comparison));
+            for f in outcome.files {
+                let _ = writeln!(o, "  wrote {}", f.display());
+            }
+            let _ = writeln!(o, "  each run's outputs in {}/<run>/", dir.display());
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
