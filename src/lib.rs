@@ -2,6 +2,7 @@ pub mod autoballoon;
 pub mod balloon;
 pub mod compare;
 pub mod content;
+pub mod density;
 pub mod engine;
 pub mod guest;
 pub mod host;

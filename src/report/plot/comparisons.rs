@@ -9,6 +9,7 @@
 //! together and renamed into place only once all of them are ready.
 
 mod bars;
+mod capacity;
 mod overlay;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ use crate::compare::Spread;
 use crate::metrics::RunResult;
 use crate::policy::Policy;
 use crate::scenario::Scenario;
+
+pub(crate) use capacity::{Capacity, CapacityPanel};
 
 /// One policy's run, drawn over time.
 pub(crate) struct Overlay<'a> {
@@ -68,6 +71,23 @@ pub(crate) fn write_compare(
         .par_iter()
         .map(|job| job(dir))
         .collect::<anyhow::Result<Vec<Staged>>>()?;
+    commit(dir, staged)
+}
+
+/// Writes `name` (the table) and `density.png`/`.svg` into `dir`.
+pub(crate) fn write_capacity(
+    dir: &Path,
+    name: &str,
+    table: &[u8],
+    figure: &Capacity,
+) -> anyhow::Result<Vec<PathBuf>> {
+    register_bundled_font();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let staged = vec![
+        stage_bytes(&dir.join(name), table)?,
+        png(figure, dir)?,
+        svg(figure, dir)?,
+    ];
     commit(dir, staged)
 }
 
