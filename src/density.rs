@@ -118,19 +118,25 @@ impl Search {
 /// Reads the scenario and checks it, the options and the group: every problem at once.
 pub fn prepare(path: &Path, options: &Options) -> Result<Search, Vec<String>> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("{file}: cannot read the scenario: {e}")])?;
-    let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut problems = option_problems(options);
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            problems.push(format!("{file}: cannot read the scenario: {e}"));
+            return Err(problems);
+        }
+    };
+    let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let loaded = scenario::parse(&text, &file, &base_dir);
     if let Err(e) = &loaded {
         problems.extend(e.problems().iter().map(|p| p.to_string()));
     }
+    // Without a YAML tree the loader has said why; there is no group to look for.
     let group = find_group(&text, &options.group);
-    if let Err(message) = &group {
+    if let Some(Err(message)) = &group {
         problems.push(format!("--group {}: {message}", options.group));
     }
-    let (Ok(sc), Ok((index, start)), true) = (loaded, group, problems.is_empty()) else {
+    let (Ok(sc), Some(Ok((index, start))), true) = (loaded, group, problems.is_empty()) else {
         return Err(problems);
     };
     let definition = Definition {
@@ -148,6 +154,7 @@ pub fn prepare(path: &Path, options: &Options) -> Result<Search, Vec<String>> {
         max: options.max,
         start,
     };
+    let definition = as_merged(definition);
     Ok(Search {
         fingerprint: shard::fingerprint(&text, &definition),
         definition,
@@ -156,6 +163,16 @@ pub fn prepare(path: &Path, options: &Options) -> Result<Search, Vec<String>> {
         base_dir,
         field: format!("vms[{index}].count"),
     })
+}
+
+/// The definition as a merge of shards reads it back from their manifests. A limit
+/// written with many digits may come back from JSON one bit off; judging by the
+/// read-back value from the start keeps an unsharded search and a merged one equal.
+fn as_merged(definition: Definition) -> Definition {
+    serde_json::to_string(&definition)
+        .ok()
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or(definition)
 }
 
 /// Every problem with the options alone.
@@ -188,15 +205,13 @@ fn option_problems(o: &Options) -> Vec<String> {
     problems
 }
 
-/// The position of the `vms:` entry named `group` that has a `count:`, and that count.
-fn find_group(text: &str, group: &str) -> Result<(usize, u32), String> {
+/// The position of the `vms:` entry named `group` that has a `count:`, and that count;
+/// `None` if the text is no YAML (the loader says why).
+fn find_group(text: &str, group: &str) -> Option<Result<(usize, u32), String>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let Ok(Some(root)) = located::parse(text) else {
-        return Err("the scenario has no vms".to_string());
-    };
-    let items = match map_get(&root, "vms").map(|n| &n.value) {
-        Some(Value::Seq(items)) => items,
-        _ => return Err("the scenario has no vms: list".to_string()),
+    let root = located::parse(text).ok()??;
+    let Some(Value::Seq(items)) = map_get(&root, "vms").map(|n| &n.value) else {
+        return Some(Err("the scenario has no vms: list".to_string()));
     };
     let named: Vec<usize> = (0..items.len())
         .filter(|&i| scalar(map_get(&items[i], "name")) == Some(group))
@@ -210,7 +225,7 @@ fn find_group(text: &str, group: &str) -> Result<(usize, u32), String> {
         0 => "the scenario has no vms: entry with a name and a count:".to_string(),
         _ => format!("groups (entries with count:): {}", groups.join(", ")),
     };
-    match named[..] {
+    Some(match named[..] {
         [] => Err(format!("no vms: entry is named {group} ({known})")),
         [i] => match scalar(map_get(&items[i], "count")).map(str::parse::<u32>) {
             Some(Ok(count)) => Ok((i, count)),
@@ -222,7 +237,7 @@ fn find_group(text: &str, group: &str) -> Result<(usize, u32), String> {
             "{} vms: entries are named {group}: name one group",
             named.len()
         )),
-    }
+    })
 }
 
 fn map_get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
@@ -335,18 +350,13 @@ vms:
 
     #[test]
     fn groups_are_named_entries_with_a_count() {
-        assert_eq!(find_group(TEXT, "app"), Ok((2, 2)));
-        assert_eq!(find_group(TEXT, "web"), Ok((0, 3)));
-        assert_eq!(
-            find_group(TEXT, "db"),
-            Err(
-                "vms[1] (db) has no count: to vary (groups (entries with count:): web, app)".into()
-            )
-        );
-        assert_eq!(
-            find_group(TEXT, "nope"),
-            Err("no vms: entry is named nope (groups (entries with count:): web, app)".into())
-        );
+        let no_count = "vms[1] (db) has no count: to vary (groups (entries with count:): web, app)";
+        let unknown = "no vms: entry is named nope (groups (entries with count:): web, app)";
+        assert_eq!(find_group(TEXT, "app"), Some(Ok((2, 2))));
+        assert_eq!(find_group(TEXT, "web"), Some(Ok((0, 3))));
+        assert_eq!(find_group(TEXT, "db"), Some(Err(no_count.into())));
+        assert_eq!(find_group(TEXT, "nope"), Some(Err(unknown.into())));
+        assert_eq!(find_group("vms: [", "web"), None, "the loader says why");
     }
 
     fn options() -> Options {

@@ -573,7 +573,7 @@ fn policy_help() -> String {
         .map(|p| format!("  {:<20} {}", p.name(), p.summary()))
         .collect();
     format!(
-        "Policies to compare, in this order (default: all):\n{}",
+        "Policies, in this order (default: all):\n{}",
         lines.join("\n")
     )
 }

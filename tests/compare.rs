@@ -273,3 +273,14 @@ fn bad_input_exits_2_names_the_problem_and_writes_nothing() {
         assert!(!out.exists(), "{args:?}: nothing may be written");
     }
 }
+
+#[test]
+fn help_lists_every_policy_with_what_it_does() {
+    let help = ok(&memsim(&["compare", "--help"]));
+    for p in Policy::ALL {
+        assert!(
+            help.contains(p.name()) && help.contains(p.summary()),
+            "{p}: {help}"
+        );
+    }
+}
