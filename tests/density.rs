@@ -392,3 +392,28 @@ fn bad_input_exits_2_names_the_problem_and_writes_nothing() {
         assert!(!out.exists(), "{args:?}: nothing may be written");
     }
 }
+
+#[test]
+fn the_example_ships_valid_with_its_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    ok(&memsim(&["validate", "scenarios/density-example.yaml"]));
+    let stdout = ok(&memsim(&[
+        "density",
+        "scenarios/density-example.yaml",
+        "--group",
+        "web",
+        "--policies",
+        "none",
+        "--min",
+        "6",
+        "--max",
+        "6",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(
+        stdout.contains("none ") && stdout.contains("--max 6 reached"),
+        "{stdout}"
+    );
+}
