@@ -26,7 +26,7 @@ use crate::policy::Policy;
 use crate::report::comparisons::{self, BarPanel, Overlay};
 use crate::scenario::Scenario;
 
-pub use metrics::{tally, Column, RunMetrics, Spread, COLUMNS};
+pub use metrics::{RunMetrics, Spread};
 pub use table::terminal;
 
 /// More seeds than this is a typo, not a comparison.
@@ -152,7 +152,6 @@ impl PolicyRuns {
 pub struct Comparison {
     pub scenario: String,
     pub seeds: Vec<u64>,
-    pub duration_s: f64,
     /// In the plan's order.
     pub policies: Vec<PolicyRuns>,
 }
@@ -183,7 +182,6 @@ pub fn execute(plan: &Plan, out: &Path, progress: &ProgressBar) -> anyhow::Resul
     let comparison = Comparison {
         scenario: plan.scenario.name.clone(),
         seeds: plan.seeds.clone(),
-        duration_s: plan.scenario.duration.as_secs_f64(),
         policies: plan
             .policies
             .iter()

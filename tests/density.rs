@@ -283,11 +283,21 @@ fn merge_refuses_mismatched_shards_and_writes_nothing() {
         args.extend(["--out", out.to_str().unwrap()]);
         memsim(&args)
     };
-    let cases: [(&[&str], &str); 4] = [
+    // Files that are no manifest, or an edited one.
+    std::fs::create_dir(dir("junk")).unwrap();
+    write(&dir("junk"), "density-shard-1-of-1.json", "{}");
+    let edited = std::fs::read_to_string(dir("a2").join("density-shard-2-of-2.json")).unwrap();
+    let edited = edited.replacen("\"seeds\": [\n      3,\n      4\n    ]", "\"seeds\": []", 1);
+    assert!(edited.contains("\"seeds\": []"), "{edited}");
+    std::fs::create_dir(dir("edited")).unwrap();
+    write(&dir("edited"), "density-shard-2-of-2.json", &edited);
+    let cases: [(&[&str], &str); 6] = [
         (&["a1", "b2"], "a shard of a different density search"),
         (&["a1"], "shard 2 of 2 is missing"),
         (&["a1", "a2", "a2"], "shard 2 of 2 is given twice"),
         (&["a1", "c3"], "shard 1 of 3, but"),
+        (&["junk"], "not a density shard manifest"),
+        (&["a1", "edited"], "an inconsistent manifest"),
     ];
     for (inputs, want) in cases {
         let o = merge(inputs);

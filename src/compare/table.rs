@@ -226,7 +226,6 @@ mod tests {
         Comparison {
             scenario: "s".into(),
             seeds: vec![1, 2],
-            duration_s: 60.0,
             policies: vec![
                 PolicyRuns {
                     policy: Policy::Balloon,

@@ -397,7 +397,7 @@ fn spread(per_seed: &[Option<u32>], show: impl Fn(Option<u32>) -> String) -> Str
     let mut sorted = per_seed.to_vec();
     sorted.sort();
     let n = sorted.len();
-    let median = match (sorted.get((n - 1) / 2), sorted.get(n / 2)) {
+    let median = match (sorted.get(n.saturating_sub(1) / 2), sorted.get(n / 2)) {
         (Some(Some(a)), Some(Some(b))) => format!("{}", (f64::from(*a) + f64::from(*b)) / 2.0),
         (Some(a), _) => show(*a),
         _ => String::new(),
@@ -470,5 +470,6 @@ mod tests {
         assert_eq!(spread(&[Some(8), Some(7)], show), "7 / 7.5 / 8");
         assert_eq!(spread(&[Some(8), None, Some(9)], show), "<1 / 8 / 9");
         assert_eq!(spread(&[Some(3)], show), "3 / 3 / 3");
+        assert_eq!(spread(&[], show), "<1 /  / <1");
     }
 }

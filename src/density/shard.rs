@@ -185,7 +185,12 @@ fn read(path: &Path) -> Result<Manifest, String> {
     }
     let shard_ok = (1..=MAX_SHARDS).contains(&manifest.shards)
         && (1..=manifest.shards).contains(&manifest.shard);
-    if !shard_ok {
+    let def = &manifest.definition;
+    let search_ok = !def.policies.is_empty()
+        && !def.seeds.is_empty()
+        && def.min >= 1
+        && def.max.is_none_or(|max| max >= def.min);
+    if !shard_ok || !search_ok {
         return Err("an inconsistent manifest (the file was changed)".into());
     }
     Ok(manifest)
