@@ -1,6 +1,8 @@
 pub mod autoballoon;
 pub mod balloon;
+pub mod compare;
 pub mod content;
+pub mod density;
 pub mod engine;
 pub mod explain;
 pub mod guest;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use memsim::policy::Policy;
 use memsim::scenario::{self, Scenario};
 
 /// Discrete-event simulator of memory overcommit on a KVM / Proxmox VE host:
@@ -78,8 +79,83 @@ enum Command {
         #[arg(long, value_name = "I/N")]
         shard: Option<memsim::sweep::Shard>,
     },
+    /// Run a scenario under several policies with the same seeds, side by side.
+    ///
+    /// Each run's outputs go to DIR/<policy>/ (DIR/<policy>-seed=S/ with several
+    /// seeds). DIR/comparison.csv has one row per policy (means over the seeds, with
+    /// min_/max_ columns where seeds differ); compare_host_memory, compare_swap,
+    /// compare_oom and compare_bars (.png/.svg) show the policies together. Outputs do
+    /// not depend on --threads.
+    Compare {
+        /// Scenario YAML file.
+        scenario: PathBuf,
+        /// Policies to compare, in this order (default: all).
+        #[arg(long, value_delimiter = ',', value_name = "P1,P2,..", long_help = policy_help())]
+        policies: Vec<Policy>,
+        /// Seeds per policy, counted up from the scenario's seed.
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// Output folder (default: output/compare-<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Runs simulated at once, and their threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// How many VMs of one group the host carries under each policy: the largest count
+    /// at which every seed stays within the limits.
+    ///
+    /// GROUP is a vms: entry with a name and a count:. Its count is searched for per
+    /// policy — doubled from the scenario's until a limit breaks (or halved until none
+    /// does), then bisected — assuming a count that breaks a limit breaks it at every
+    /// larger count too. A count the scenario loader refuses counts as not carried.
+    /// Writes DIR/density.csv (every evaluated policy, count and seed, with its
+    /// figures) and density.png/.svg. With --shard I/N only the policies whose position
+    /// mod N is I-1 are searched, and DIR/density-shard-I-of-N.json records them for
+    /// `memsim merge`. Outputs do not depend on --threads.
+    Density {
+        /// Scenario YAML file.
+        scenario: PathBuf,
+        /// The name of the vms: entry whose count varies.
+        #[arg(long)]
+        group: String,
+        /// Policies to search, in this order (default: all).
+        #[arg(long, value_delimiter = ',', value_name = "P1,P2,..", long_help = policy_help())]
+        policies: Vec<Policy>,
+        /// Seeds per count, counted up from the scenario's seed.
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// Most OOM kills allowed in a run: guest OOM kills plus VMs killed by the host's
+        /// OOM killer.
+        #[arg(long, default_value_t = 0, value_name = "K")]
+        max_oom_kills: u64,
+        /// Highest swap-in rate allowed: the peak over the samples of the guests'
+        /// swap-in (summed over the VMs) plus the host's, in MiB/s.
+        #[arg(long, value_name = "MIB_PER_S")]
+        max_swap_in: Option<f64>,
+        /// Highest host memory use allowed: the peak of pvestatd's memused, in percent
+        /// of MemTotal.
+        #[arg(long, value_name = "PCT")]
+        max_host_used: Option<f64>,
+        /// Smallest count to try.
+        #[arg(long, default_value_t = 1)]
+        min: u32,
+        /// Largest count to try (default: no bound but the limits and the loader's).
+        #[arg(long)]
+        max: Option<u32>,
+        /// Output folder (default: output/density-<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Runs simulated at once, and their threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Search only the I-th of N shares of the policies (I from 1).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<memsim::sweep::Shard>,
+    },
     /// Combine the shards of one sweep (folders with shard-I-of-N.json) into the
-    /// sweep.csv and heatmap that the whole sweep writes.
+    /// sweep.csv and heatmap that the whole sweep writes, or those of one density
+    /// search (density-shard-I-of-N.json) into its density.csv and plot.
     ///
     /// Refuses, writing nothing, shards of different sweeps, missing or duplicate
     /// shards.
@@ -184,6 +260,41 @@ fn main() -> ExitCode {
             threads,
             shard,
         } => sweep(&scenario, out, threads, shard),
+        Command::Compare {
+            scenario,
+            policies,
+            seeds,
+            out,
+            threads,
+        } => compare(&scenario, &policies, seeds, out, threads),
+        Command::Density {
+            scenario,
+            group,
+            policies,
+            seeds,
+            max_oom_kills,
+            max_swap_in,
+            max_host_used,
+            min,
+            max,
+            out,
+            threads,
+            shard,
+        } => {
+            let options = memsim::density::Options {
+                group,
+                policies,
+                seeds,
+                limits: memsim::density::Limits {
+                    max_oom_kills,
+                    max_swap_in_mib_s: max_swap_in,
+                    max_host_used_pct: max_host_used,
+                },
+                min,
+                max,
+            };
+            density(&scenario, &options, out, threads, shard)
+        }
         Command::Merge { shards, out } => merge(&shards, out),
         Command::Explain {
             scenario,
@@ -541,9 +652,149 @@ fn sweep(
     }
 }
 
+/// The policies with what each does, for `--help`.
+fn policy_help() -> String {
+    let lines: Vec<String> = Policy::ALL
+        .iter()
+        .map(|p| format!("  {:<20} {}", p.name(), p.summary()))
+        .collect();
+    format!(
+        "Policies, in this order (default: all):\n{}",
+        lines.join("\n")
+    )
+}
+
+fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool, ExitCode> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .map_err(|e| fail(&e.into()))
+}
+
+fn compare(
+    path: &Path,
+    policies: &[Policy],
+    seeds: usize,
+    out: Option<PathBuf>,
+    threads: Option<usize>,
+) -> ExitCode {
+    use memsim::compare::{self, Plan};
+    let plan = match scenario::load(path) {
+        Ok(sc) => Plan::new(sc, policies, seeds),
+        Err(e) => {
+            eprintln!("{e}");
+            Err(compare::option_problems(policies, seeds))
+        }
+    };
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(problems) => return report_problems(problems),
+    };
+    let name = &plan.scenario().name;
+    let dir = out.unwrap_or_else(|| Path::new("output").join(format!("compare-{name}")));
+    let pool = match thread_pool(threads) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let started = std::time::Instant::now();
+    let progress = memsim::sweep::progress_bar(plan.runs().len());
+    match pool.install(|| compare::execute(&plan, &dir, &progress)) {
+        Ok(outcome) => {
+            let mut o = std::io::stdout().lock();
+            let seeds = plan.seeds().len();
+            let _ = writeln!(
+                o,
+                "{name}: {} policies × {seeds} seed{}, {} simulated each; {} runs in {:.1} s",
+                plan.policies().len(),
+                if seeds == 1 { "" } else { "s" },
+                humantime(plan.scenario().duration.as_secs_f64()),
+                plan.runs().len(),
+                started.elapsed().as_secs_f64()
+            );
+            let _ = write!(o, "{}", compare::terminal(&outcome.comparison));
+            for f in outcome.files {
+                let _ = writeln!(o, "  wrote {}", f.display());
+            }
+            let _ = writeln!(o, "  each run's outputs in {}/<run>/", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn density(
+    path: &Path,
+    options: &memsim::density::Options,
+    out: Option<PathBuf>,
+    threads: Option<usize>,
+    shard: Option<memsim::sweep::Shard>,
+) -> ExitCode {
+    let search = match memsim::density::prepare(path, options) {
+        Ok(search) => search,
+        Err(problems) => return report_problems(problems),
+    };
+    let def = search.definition();
+    let dir = out.unwrap_or_else(|| Path::new("output").join(format!("density-{}", def.scenario)));
+    let pool = match thread_pool(threads) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let started = std::time::Instant::now();
+    let progress = memsim::sweep::progress_bar(0);
+    match pool.install(|| memsim::density::execute(&search, shard, &dir, &progress)) {
+        Ok(done) => {
+            let mut o = std::io::stdout().lock();
+            let share = shard.map_or(String::new(), |s| format!(", shard {s}"));
+            let seeds = def.seeds.len();
+            let _ = writeln!(
+                o,
+                "{}: how many {} VMs fit? {} policies × {seeds} seed{}{share}; {} runs in {:.1} s",
+                def.scenario,
+                def.group,
+                done.policies.len(),
+                if seeds == 1 { "" } else { "s" },
+                done.runs,
+                started.elapsed().as_secs_f64()
+            );
+            let _ = write!(o, "{}", done.results.report(&done.policies));
+            for f in done.files {
+                let _ = writeln!(o, "  wrote {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn merge_density(shards: &[PathBuf], dir: &Path) -> ExitCode {
+    use memsim::sweep::MergeError;
+    match memsim::density::merge(shards, dir) {
+        Ok(merged) => {
+            let mut o = std::io::stdout().lock();
+            let def = &merged.results.definition;
+            let _ = writeln!(
+                o,
+                "merged {} density shards, {} evaluations",
+                merged.shards,
+                merged.results.evaluations.len()
+            );
+            let _ = write!(o, "{}", merged.results.report(&def.policies));
+            for f in merged.files {
+                let _ = writeln!(o, "  wrote {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(MergeError::Input(problems)) => report_problems(problems),
+        Err(MergeError::Output(e)) => fail(&e),
+    }
+}
+
 fn merge(shards: &[PathBuf], out: Option<PathBuf>) -> ExitCode {
     use memsim::sweep::MergeError;
     let dir = out.unwrap_or_else(|| shards[0].clone());
+    if memsim::density::has_manifests(shards) {
+        return merge_density(shards, &dir);
+    }
     match memsim::sweep::merge(shards, &dir) {
         Ok(merged) => {
             let mut o = std::io::stdout().lock();

@@ -58,7 +58,7 @@ impl Policy {
     /// One line for `--help` and reports.
     pub fn summary(self) -> &'static str {
         match self {
-            Policy::None => "no balloon moves, no KSM",
+            Policy::None => "no balloon moves (guests at full size), no KSM",
             Policy::Balloon => "pvestatd auto-ballooning, no KSM",
             Policy::Ksm => "ksmd driven by ksmtuned, no auto-ballooning",
             Policy::Both => "auto-ballooning and ksmtuned (the Proxmox default)",
@@ -112,10 +112,12 @@ impl FromStr for Policy {
     }
 }
 
-/// Neither pvestatd nor MOM moves balloons.
+/// Neither pvestatd nor MOM moves balloons, and guests start at full size: without
+/// auto-ballooning nothing would grow them back from qemu-server's start-up target.
 fn balloon_off(sc: &mut Scenario) {
     sc.pvestatd.enabled = false;
     sc.mom = None;
+    sc.qemu_start_target = false;
 }
 
 /// Nobody runs ksmd.

@@ -309,10 +309,8 @@ impl<'a> Sim<'a> {
     fn start_vm(&mut self, t: SimTime, i: usize) {
         let cfg = self.cfg(i);
         let mut guest = Guest::boot(cfg, self.sc.seed, self.sc.duration);
-        // qemu-server's start-up target; an oVirt host (MOM) starts guests at full size.
-        let proxmox = self.sc.mom.is_none();
         if let (true, true, Some(min)) = (
-            proxmox,
+            self.sc.qemu_start_target,
             cfg.balloon_device,
             cfg.balloon_min.filter(|&m| m > 0),
         ) {

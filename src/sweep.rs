@@ -29,6 +29,7 @@ mod heatmap;
 use crate::scenario::located;
 mod merge;
 mod path;
+mod set;
 mod shard;
 mod table;
 
@@ -43,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::scenario::{self, Problem, Scenario, ScenarioError};
 
 pub use merge::{merge, MergeError};
+pub use set::load_with;
 pub use shard::Shard;
 pub use table::{Row, Table};
 

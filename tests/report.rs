@@ -68,6 +68,7 @@ fn scenario(name: &str, duration_s: u64) -> Scenario {
             maxchange: 100 << 20,
         },
         mom: None,
+        qemu_start_target: true,
         policy: None,
         ksm: KsmConfig {
             sysfs: Tunables::default(),

@@ -176,6 +176,7 @@ fn expected() -> Scenario {
             maxchange: 50 * MIB,
         },
         mom: None,
+        qemu_start_target: true,
         policy: None,
         ksm: KsmConfig {
             sysfs: Tunables {
@@ -250,6 +251,7 @@ fn minimal_file_gets_every_default() {
             maxchange: 100 * MIB,
         },
         mom: None,
+        qemu_start_target: true,
         policy: None,
         ksm: KsmConfig {
             sysfs: Tunables::default(),

@@ -4,5 +4,6 @@ use crate::scenario::Scenario;
 
 pub(super) fn apply(sc: &mut Scenario) {
     sc.pvestatd.enabled = true;
+    sc.qemu_start_target = true;
     super::ksm_off(sc);
 }

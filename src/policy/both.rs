@@ -5,6 +5,7 @@ use crate::scenario::Scenario;
 
 pub(super) fn apply(sc: &mut Scenario) {
     sc.pvestatd.enabled = true;
+    sc.qemu_start_target = true;
     sc.mom = None;
     super::ksmtuned_on(sc);
 }

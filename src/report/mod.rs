@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 pub use atomic::write_atomic;
+pub(crate) use plot::comparisons;
 pub(crate) use plot::{register_bundled_font, FONT};
 
 use crate::metrics::RunResult;

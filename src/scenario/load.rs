@@ -132,6 +132,7 @@ fn scenario(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
         pvestatd: pvestatd?,
         ksm: ksm?,
         mom: None,
+        qemu_start_target: true,
         policy: None,
         vms: vms?,
     };

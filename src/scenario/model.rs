@@ -24,6 +24,10 @@ pub struct Scenario {
     /// oVirt MOM's balloon and KSM policies, instead of pvestatd and ksmtuned (the
     /// `mom` policy).
     pub mom: Option<MomConfig>,
+    /// qemu-server sets each balloon target to `balloon_min` when the VM starts (it
+    /// expects pvestatd to grow it back). Policies without auto-ballooning turn this
+    /// off, so their guests run at full size instead of stuck at the minimum.
+    pub qemu_start_target: bool,
     /// The `policy:` preset applied over the settings above, if any.
     pub policy: Option<Policy>,
     /// One entry per VM, sorted by vmid.

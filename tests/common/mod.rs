@@ -85,6 +85,7 @@ pub fn scenario(host_memory: u64, duration: SimTime, vms: Vec<VmConfig>) -> Scen
         },
         // KSM off: these tests compare with lab runs that had it off.
         mom: None,
+        qemu_start_target: true,
         policy: None,
         ksm: KsmConfig {
             sysfs: memsim::ksm::Tunables::default(),

@@ -14,6 +14,7 @@
 //! is also what an SVG viewer can always resolve.
 
 mod balloons;
+pub(crate) mod comparisons;
 mod host_memory;
 mod ksm;
 mod pressure;

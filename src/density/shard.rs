@@ -1,0 +1,285 @@
+//! Splitting a density search over machines: `--shard I/N` searches the policies whose
+//! position (in the search's policy list) mod N is I−1 and records its evaluations in
+//! `density-shard-I-of-N.json`; `memsim merge` joins the manifests into the density.csv
+//! and plot of the whole search, byte for byte.
+//!
+//! It follows the sweep's shards (`src/sweep/shard.rs`, `merge.rs`): a manifest carries
+//! the search's fingerprint (memsim version, scenario text, definition) and its
+//! definition, and a merge refuses — reporting every problem, writing nothing — shards
+//! of different searches, missing or repeated shards, and manifests whose evaluations
+//! are not exactly their shard's policies.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::results::{Evaluation, Results};
+use super::{Definition, Search};
+use crate::policy::Policy;
+use crate::sweep::{MergeError, Shard};
+
+/// Names the manifest layout, so that a merge refuses files it does not understand.
+const FORMAT: &str = "memsim density shard 1";
+/// As for sweeps: more shards than this only makes empty ones.
+const MAX_SHARDS: usize = 100_000;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Manifest {
+    format: String,
+    fingerprint: String,
+    shard: usize,
+    shards: usize,
+    definition: Definition,
+    evaluations: Vec<Evaluation>,
+}
+
+fn file_name(shard: Shard) -> String {
+    format!("density-shard-{}-of-{}.json", shard.index, shard.count)
+}
+
+/// `density-shard-2-of-8.json` → 2/8.
+fn shard_of_name(name: &str) -> Option<Shard> {
+    let spec = name.strip_prefix("density-shard-")?.strip_suffix(".json")?;
+    spec.replacen("-of-", "/", 1).parse().ok()
+}
+
+/// The policies of `shard` among the search's.
+fn policies_of(def: &Definition, shard: Shard) -> Vec<Policy> {
+    def.policies
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| shard.includes(i))
+        .map(|(_, &p)| p)
+        .collect()
+}
+
+pub(super) fn write_manifest(
+    out: &Path,
+    shard: Shard,
+    search: &Search,
+    results: &Results,
+) -> anyhow::Result<PathBuf> {
+    let manifest = Manifest {
+        format: FORMAT.to_string(),
+        fingerprint: search.fingerprint.clone(),
+        shard: shard.index,
+        shards: shard.count,
+        definition: search.definition.clone(),
+        evaluations: results.evaluations.clone(),
+    };
+    let mut json = serde_json::to_vec_pretty(&manifest)?;
+    json.push(b'\n');
+    let path = out.join(file_name(shard));
+    crate::report::write_atomic(&path, &json)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// FNV-1a (64 bits) over the memsim version, the scenario text and the definition, as
+/// a sweep's: it guards against mistakes, not forgery.
+pub(super) fn fingerprint(text: &str, def: &Definition) -> String {
+    let def_json = serde_json::to_string(def).unwrap_or_default();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [env!("CARGO_PKG_VERSION"), text, &def_json] {
+        for b in part.bytes().chain([0]) {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// Whether `inputs` (folders or files) hold density shard manifests: then `memsim
+/// merge` merges a density search rather than a sweep.
+pub fn has_manifests(inputs: &[PathBuf]) -> bool {
+    inputs.iter().any(|input| {
+        let named = |p: &Path| {
+            p.file_name()
+                .is_some_and(|n| shard_of_name(&n.to_string_lossy()).is_some())
+        };
+        match std::fs::read_dir(input) {
+            Ok(entries) => entries.filter_map(|e| e.ok()).any(|e| named(&e.path())),
+            Err(_) => named(input),
+        }
+    })
+}
+
+/// What a merge wrote.
+#[derive(Debug)]
+pub struct Merged {
+    pub shards: usize,
+    pub results: Results,
+    pub files: Vec<PathBuf>,
+}
+
+/// Merges the manifests found in `inputs` (folders holding `density-shard-I-of-N.json`
+/// files, or such files) into density.csv and the density plot in `out`.
+pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
+    let mut problems = Vec::new();
+    let files: Vec<PathBuf> = inputs
+        .iter()
+        .flat_map(|input| manifest_files(input, &mut problems))
+        .collect();
+    let manifests: Vec<(PathBuf, Manifest)> = files
+        .into_iter()
+        .filter_map(|path| match read(&path) {
+            Ok(m) => Some((path, m)),
+            Err(message) => {
+                problems.push(format!("{}: {message}", path.display()));
+                None
+            }
+        })
+        .collect();
+    check(&manifests, &mut problems);
+    let Some((_, first)) = manifests.first().filter(|_| problems.is_empty()) else {
+        return Err(MergeError::Input(problems));
+    };
+    let evaluations = manifests
+        .iter()
+        .flat_map(|(_, m)| m.evaluations.iter().cloned())
+        .collect();
+    let results = Results::new(first.definition.clone(), evaluations);
+    let files = results.write(out).map_err(MergeError::Output)?;
+    Ok(Merged {
+        shards: first.shards,
+        results,
+        files,
+    })
+}
+
+/// The manifests named by one input, in shard order.
+fn manifest_files(input: &Path, problems: &mut Vec<String>) -> Vec<PathBuf> {
+    if input.is_file() {
+        return vec![input.to_path_buf()];
+    }
+    let entries = match std::fs::read_dir(input) {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.push(format!("{}: {e}", input.display()));
+            return Vec::new();
+        }
+    };
+    let mut found: Vec<(Shard, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((shard_of_name(&e.file_name().to_string_lossy())?, e.path())))
+        .collect();
+    found.sort_by_key(|(s, _)| (s.count, s.index));
+    if found.is_empty() {
+        problems.push(format!(
+            "{}: no density shard manifests (density-shard-I-of-N.json) in this folder",
+            input.display()
+        ));
+    }
+    found.into_iter().map(|(_, path)| path).collect()
+}
+
+fn read(path: &Path) -> Result<Manifest, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("not a density shard manifest ({e})"))?;
+    if manifest.format != FORMAT {
+        return Err(format!(
+            "manifest format {:?}, this memsim reads {FORMAT:?}",
+            manifest.format
+        ));
+    }
+    let shard_ok = (1..=MAX_SHARDS).contains(&manifest.shards)
+        && (1..=manifest.shards).contains(&manifest.shard);
+    let def = &manifest.definition;
+    let search_ok = !def.policies.is_empty()
+        && !def.seeds.is_empty()
+        && def.min >= 1
+        && def.max.is_none_or(|max| max >= def.min);
+    if !shard_ok || !search_ok {
+        return Err("an inconsistent manifest (the file was changed)".into());
+    }
+    Ok(manifest)
+}
+
+/// One search, one shard count, every shard once, each with exactly its policies.
+fn check(manifests: &[(PathBuf, Manifest)], problems: &mut Vec<String>) {
+    let Some((first_path, first)) = manifests.first() else {
+        return;
+    };
+    let name = |path: &Path| path.display().to_string();
+    let mut by_shard: Vec<Option<&Path>> = vec![None; first.shards];
+    for (path, m) in manifests {
+        if m.fingerprint != first.fingerprint || m.definition != first.definition {
+            problems.push(format!(
+                "{}: a shard of a different density search (fingerprint {}; {} has {}): merge only the shards of one search",
+                name(path), m.fingerprint, name(first_path), first.fingerprint
+            ));
+            continue;
+        }
+        if m.shards != first.shards {
+            problems.push(format!(
+                "{}: shard {} of {}, but {} is of {} shards",
+                name(path),
+                m.shard,
+                m.shards,
+                name(first_path),
+                first.shards
+            ));
+            continue;
+        }
+        check_policies(path, m, problems);
+        // `read` checked 1 <= shard <= shards.
+        match &mut by_shard[m.shard - 1] {
+            Some(other) => problems.push(format!(
+                "shard {} of {} is given twice: {} and {}",
+                m.shard,
+                m.shards,
+                name(other),
+                name(path)
+            )),
+            slot => *slot = Some(path),
+        }
+    }
+    let missing: Vec<String> = (1..=first.shards)
+        .filter(|i| by_shard[i - 1].is_none())
+        .map(|i| i.to_string())
+        .collect();
+    if !missing.is_empty() {
+        let (noun, verb) = match missing.len() {
+            1 => ("shard", "is"),
+            _ => ("shards", "are"),
+        };
+        problems.push(format!(
+            "{noun} {} of {} {verb} missing: each of the {} shards must be given once",
+            missing.join(", "),
+            first.shards,
+            first.shards
+        ));
+    }
+}
+
+/// A manifest's evaluations must be of its shard's policies, each searched.
+fn check_policies(path: &Path, m: &Manifest, problems: &mut Vec<String>) {
+    let shard = Shard {
+        index: m.shard,
+        count: m.shards,
+    };
+    let expected = policies_of(&m.definition, shard);
+    let mut found: Vec<Policy> = m.evaluations.iter().map(|e| e.policy).collect();
+    found.dedup();
+    if found != expected {
+        problems.push(format!(
+            "{}: its evaluations are not the searches of shard {shard} (the file was changed or cut short)",
+            path.display()
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_names() {
+        let s = Shard { index: 2, count: 8 };
+        assert_eq!(file_name(s), "density-shard-2-of-8.json");
+        assert_eq!(shard_of_name(&file_name(s)), Some(s));
+        assert_eq!(shard_of_name("shard-2-of-8.json"), None);
+        assert_eq!(shard_of_name("density-shard-9-of-8.json"), None);
+    }
+}
