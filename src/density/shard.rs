@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::results::{Evaluation, Results};
 use super::{Definition, Search};
 use crate::policy::Policy;
-use crate::sweep::{MergeError, Shard};
+use crate::sweep::{check_shard_set, MergeError, Shard, ShardManifest};
 
 /// Names the manifest layout, so that a merge refuses files it does not understand.
 const FORMAT: &str = "memsim density shard 1";
@@ -198,58 +198,23 @@ fn read(path: &Path) -> Result<Manifest, String> {
 
 /// One search, one shard count, every shard once, each with exactly its policies.
 fn check(manifests: &[(PathBuf, Manifest)], problems: &mut Vec<String>) {
-    let Some((first_path, first)) = manifests.first() else {
-        return;
-    };
-    let name = |path: &Path| path.display().to_string();
-    let mut by_shard: Vec<Option<&Path>> = vec![None; first.shards];
-    for (path, m) in manifests {
-        if m.fingerprint != first.fingerprint || m.definition != first.definition {
-            problems.push(format!(
-                "{}: a shard of a different density search (fingerprint {}; {} has {}): merge only the shards of one search",
-                name(path), m.fingerprint, name(first_path), first.fingerprint
-            ));
-            continue;
-        }
-        if m.shards != first.shards {
-            problems.push(format!(
-                "{}: shard {} of {}, but {} is of {} shards",
-                name(path),
-                m.shard,
-                m.shards,
-                name(first_path),
-                first.shards
-            ));
-            continue;
-        }
-        check_policies(path, m, problems);
-        // `read` checked 1 <= shard <= shards.
-        match &mut by_shard[m.shard - 1] {
-            Some(other) => problems.push(format!(
-                "shard {} of {} is given twice: {} and {}",
-                m.shard,
-                m.shards,
-                name(other),
-                name(path)
-            )),
-            slot => *slot = Some(path),
-        }
+    check_shard_set(
+        manifests,
+        ("density search", "search"),
+        check_policies,
+        problems,
+    );
+}
+
+impl ShardManifest for Manifest {
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
-    let missing: Vec<String> = (1..=first.shards)
-        .filter(|i| by_shard[i - 1].is_none())
-        .map(|i| i.to_string())
-        .collect();
-    if !missing.is_empty() {
-        let (noun, verb) = match missing.len() {
-            1 => ("shard", "is"),
-            _ => ("shards", "are"),
-        };
-        problems.push(format!(
-            "{noun} {} of {} {verb} missing: each of the {} shards must be given once",
-            missing.join(", "),
-            first.shards,
-            first.shards
-        ));
+    fn same_search(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint && self.definition == other.definition
+    }
+    fn shard(&self) -> (usize, usize) {
+        (self.shard, self.shards)
     }
 }
 

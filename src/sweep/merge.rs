@@ -139,44 +139,61 @@ fn read(path: &Path) -> Result<Manifest, String> {
 
 /// One sweep, one shard count, every shard once, each with exactly its runs.
 fn check(manifests: &[(PathBuf, Manifest)], problems: &mut Vec<String>) {
+    check_shard_set(manifests, ("sweep", "sweep"), check_rows, problems);
+}
+
+/// What a merge checks of a shard manifest, whatever was sharded (a sweep, a density
+/// search).
+pub(crate) trait ShardManifest {
+    fn fingerprint(&self) -> &str;
+    /// Whether `other` is a shard of the same search: same fingerprint and definition.
+    fn same_search(&self, other: &Self) -> bool;
+    /// `(shard, shards)`, which the reader checked: 1 ≤ shard ≤ shards.
+    fn shard(&self) -> (usize, usize);
+}
+
+/// One search, one shard count, every shard once; `each` checks a manifest's own
+/// content. `what` names the search in messages: (`"density search"`, `"search"`).
+pub(crate) fn check_shard_set<M: ShardManifest>(
+    manifests: &[(PathBuf, M)],
+    what: (&str, &str),
+    each: impl Fn(&Path, &M, &mut Vec<String>),
+    problems: &mut Vec<String>,
+) {
     let Some((first_path, first)) = manifests.first() else {
         return;
     };
     let name = |path: &Path| path.display().to_string();
-    let mut by_shard: Vec<Option<&Path>> = vec![None; first.shards];
+    let shards = first.shard().1;
+    let mut by_shard: Vec<Option<&Path>> = vec![None; shards];
     for (path, m) in manifests {
-        if m.fingerprint != first.fingerprint || m.definition != first.definition {
+        if !m.same_search(first) {
             problems.push(format!(
-                "{}: a shard of a different sweep (fingerprint {}; {} has {}): merge only the shards of one sweep",
-                name(path), m.fingerprint, name(first_path), first.fingerprint
+                "{}: a shard of a different {} (fingerprint {}; {} has {}): merge only the shards of one {}",
+                name(path), what.0, m.fingerprint(), name(first_path), first.fingerprint(), what.1
             ));
             continue;
         }
-        if m.shards != first.shards {
+        let (shard, count) = m.shard();
+        if count != shards {
             problems.push(format!(
-                "{}: shard {} of {}, but {} is of {} shards",
+                "{}: shard {shard} of {count}, but {} is of {shards} shards",
                 name(path),
-                m.shard,
-                m.shards,
                 name(first_path),
-                first.shards
             ));
             continue;
         }
-        check_rows(path, m, problems);
-        // `read` checked 1 <= shard <= shards.
-        match &mut by_shard[m.shard - 1] {
+        each(path, m, problems);
+        match &mut by_shard[shard - 1] {
             Some(other) => problems.push(format!(
-                "shard {} of {} is given twice: {} and {}",
-                m.shard,
-                m.shards,
+                "shard {shard} of {count} is given twice: {} and {}",
                 name(other),
                 name(path)
             )),
             slot => *slot = Some(path),
         }
     }
-    let missing: Vec<String> = (1..=first.shards)
+    let missing: Vec<String> = (1..=shards)
         .filter(|i| by_shard[i - 1].is_none())
         .map(|i| i.to_string())
         .collect();
@@ -186,10 +203,8 @@ fn check(manifests: &[(PathBuf, Manifest)], problems: &mut Vec<String>) {
             _ => ("shards", "are"),
         };
         problems.push(format!(
-            "{noun} {} of {} {verb} missing: each of the {} shards must be given once",
+            "{noun} {} of {shards} {verb} missing: each of the {shards} shards must be given once",
             missing.join(", "),
-            first.shards,
-            first.shards
         ));
     }
 }

@@ -95,6 +95,18 @@ pub(super) struct Manifest {
     pub table: Table,
 }
 
+impl super::merge::ShardManifest for Manifest {
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+    fn same_search(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint && self.definition == other.definition
+    }
+    fn shard(&self) -> (usize, usize) {
+        (self.shard, self.shards)
+    }
+}
+
 pub(super) fn write_manifest(
     out: &Path,
     shard: Shard,
