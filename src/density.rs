@@ -156,7 +156,7 @@ pub fn prepare(path: &Path, options: &Options) -> Result<Search, Vec<String>> {
     };
     let definition = as_merged(definition);
     Ok(Search {
-        fingerprint: shard::fingerprint(&text, &definition),
+        fingerprint: crate::sweep::fingerprint(&text, &definition),
         definition,
         text,
         file,

@@ -47,6 +47,7 @@ pub(crate) use merge::{check_shard_set, ShardManifest};
 pub use merge::{merge, MergeError};
 pub use set::load_with;
 pub use shard::Shard;
+pub(crate) use shard::{fingerprint, write_json};
 pub use table::{Row, Table};
 
 /// One swept field, as the outputs show it.

@@ -11,13 +11,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::results::{Evaluation, Results};
 use super::{Definition, Search};
 use crate::policy::Policy;
-use crate::sweep::{check_shard_set, MergeError, Shard, ShardManifest};
+use crate::sweep::{check_shard_set, write_json, MergeError, Shard, ShardManifest};
 
 /// Names the manifest layout, so that a merge refuses files it does not understand.
 const FORMAT: &str = "memsim density shard 1";
@@ -68,25 +67,7 @@ pub(super) fn write_manifest(
         definition: search.definition.clone(),
         evaluations: results.evaluations.clone(),
     };
-    let mut json = serde_json::to_vec_pretty(&manifest)?;
-    json.push(b'\n');
-    let path = out.join(file_name(shard));
-    crate::report::write_atomic(&path, &json)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
-}
-
-/// FNV-1a (64 bits) over the memsim version, the scenario text and the definition, as
-/// a sweep's: it guards against mistakes, not forgery.
-pub(super) fn fingerprint(text: &str, def: &Definition) -> String {
-    let def_json = serde_json::to_string(def).unwrap_or_default();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [env!("CARGO_PKG_VERSION"), text, &def_json] {
-        for b in part.bytes().chain([0]) {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    format!("{hash:016x}")
+    write_json(&out.join(file_name(shard)), &manifest)
 }
 
 /// Whether `inputs` (folders or files) hold density shard manifests: then `memsim

@@ -122,18 +122,22 @@ pub(super) fn write_manifest(
         runs: table.rows.iter().map(|r| r.index).collect(),
         table,
     };
-    let mut json = serde_json::to_vec_pretty(&manifest)?;
+    write_json(&out.join(shard.file_name()), &manifest)
+}
+
+/// Writes a shard manifest as pretty JSON, atomically; returns its path.
+pub(crate) fn write_json(path: &Path, manifest: &impl Serialize) -> anyhow::Result<PathBuf> {
+    let mut json = serde_json::to_vec_pretty(manifest)?;
     json.push(b'\n');
-    let path = out.join(shard.file_name());
-    crate::report::write_atomic(&path, &json)
+    crate::report::write_atomic(path, &json)
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    Ok(path.to_path_buf())
 }
 
 /// FNV-1a (64 bits) over the memsim version, the scenario text and the definition:
 /// a different build, file or grid gives a different fingerprint. It guards against
 /// mistakes, not forgery, so a small stable hash is enough.
-pub(super) fn fingerprint(text: &str, def: &Definition) -> String {
+pub(crate) fn fingerprint(text: &str, def: &impl Serialize) -> String {
     let def_json = serde_json::to_string(def).unwrap_or_default();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in [env!("CARGO_PKG_VERSION"), text, &def_json] {
