@@ -39,7 +39,7 @@
 //! packaging left at boot ([`Variant::boot_sysfs`]). The configuration file is
 //! [`Config`]; [`replay`] answers traces of `total free committed` lines
 //! (`memsim replay ksmtuned`). Tests compare with the real scripts
-//! (`tests/ksmtuned_differential.rs`).
+//! (`tests/suite/ksmtuned_differential.rs`).
 //!
 //! Sources: the original is `ksmtuned` in `ksm-control-scripts.org.tar.gz` inside
 //! Proxmox's `ksm-control-daemon` repository (upstream commit 464093e, 2010-09-27);

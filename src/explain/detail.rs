@@ -5,7 +5,7 @@
 //! threshold are written into the detail sentence by `src/sim.rs`. Reading them back
 //! here keeps the event log's format (a CSV users already script against) unchanged.
 //! Every reader returns `None` when the text does not have the expected shape, and
-//! the narration then falls back to the detail as it is; `tests/explain.rs` checks on
+//! the narration then falls back to the detail as it is; `tests/suite/explain.rs` checks on
 //! a real run that every event of these kinds parses, so a change of wording in the
 //! simulator shows up as a test failure rather than as vaguer sentences.
 

@@ -17,7 +17,7 @@
 //!
 //! Besides the score, every counter is listed at every matched pass end.
 //!
-//! One model for every user: the fidelity tests (`tests/ksm_fidelity.rs`) check each
+//! One model for every user: the fidelity tests (`tests/suite/ksm_fidelity.rs`) check each
 //! mismatching pass end ([`Comparison::mismatches`]), `memsim calibrate` prints and
 //! tabulates the whole [`Comparison`], and the real-kernel tests score a fresh
 //! recording with it. Comparing two traces needs no kernel, so it lives here rather

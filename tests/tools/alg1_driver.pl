@@ -22,7 +22,7 @@
 # very long time or forever; after MEMSIM_ALG1_TIMEOUT seconds (default 5) the
 # case is given up: res is {} and "timed_out" is set, meaning "unknown".
 # The memsim test
-# `tests/autoballoon_differential.rs` drives this script.
+# `tests/suite/autoballoon_differential.rs` drives this script.
 
 use strict;
 use warnings;

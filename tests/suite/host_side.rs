@@ -2,7 +2,7 @@
 //! kernel's rules: what a discard gives back, THP deferred splits, pinned VMs,
 //! the two memused formulas, and the host OOM killer.
 
-mod common;
+use crate::common;
 
 use common::*;
 use memsim::guest::Guest;

@@ -13,7 +13,7 @@
 //!   ```text
 //!   # AutoBalloon.pm from a pve-manager checkout, e.g. /tmp/pve/AutoBalloon.pm
 //!   MEMSIM_PVE_AUTOBALLOON_PM=/tmp/pve/AutoBalloon.pm \
-//!       cargo test --test autoballoon_differential -- --ignored --nocapture
+//!       cargo test --test suite autoballoon_differential:: -- --ignored --nocapture
 //!   ```
 //!
 //!   `MEMSIM_DIFF_SEED` and `MEMSIM_DIFF_CASES` pick the cases (the seed is printed);
@@ -21,7 +21,7 @@
 //!   rewrites the corpus file from upstream's answers. Cases on which upstream timed
 //!   out are not compared, only counted.
 
-mod alg1_cases;
+use crate::alg1_cases;
 
 use std::io::{Seek, Write};
 use std::process::{Command, Stdio};

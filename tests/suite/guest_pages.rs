@@ -4,7 +4,7 @@
 //! `0..memory / 4 KiB`, their sizes match the guest's counts, and the page-move log
 //! replayed from boot gives exactly the owners of now.
 
-mod common;
+use crate::common;
 
 use common::*;
 use memsim::guest::{Guest, Owner};

@@ -3,7 +3,7 @@
 //! (though pvestatd keeps targeting it), `shares: 0` is excluded, and VMs start and
 //! stop on time.
 
-mod common;
+use crate::common;
 
 use common::*;
 use memsim::metrics::{EventKind, RunResult};

@@ -2,7 +2,7 @@
 //! E7): free memory first, then page cache, then swap (when there is swap), then the
 //! OOM killer, which picks the biggest anonymous user; the balloon never kills.
 
-mod common;
+use crate::common;
 
 use common::*;
 use memsim::guest::{Guest, GuestEvent};

@@ -2,7 +2,7 @@
 //! `alg1_cases/mod.rs` for what the generator covers), and agreement of `replay` with
 //! `compute_alg1` on the same inputs written as JSON.
 
-mod alg1_cases;
+use crate::alg1_cases;
 
 use std::collections::BTreeMap;
 

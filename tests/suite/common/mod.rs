@@ -1,6 +1,5 @@
 //! Builders shared by the integration tests: scenarios and VMs in code, so that tests
 //! do not depend on YAML files for what they check.
-#![allow(dead_code)]
 
 use memsim::engine::SimTime;
 use memsim::scenario::*;

@@ -9,7 +9,7 @@
 //! user of the host. About 40 s:
 //!
 //! ```sh
-//! sudo MEMSIM_REAL_KSM=1 cargo test --test ksm_real_kernel -- --ignored --test-threads=1
+//! sudo MEMSIM_REAL_KSM=1 cargo test --test suite ksm_real_kernel:: -- --ignored --test-threads=1
 //! ```
 //!
 //! On a kernel of the same family the pass-end counters match the recordings exactly

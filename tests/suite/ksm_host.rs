@@ -3,7 +3,7 @@
 //! copies at once, hugepage-backed VMs are invisible, Windows' zeroed RAM merges, and
 //! ksmtuned leaves ksmd off until free memory falls below its threshold.
 
-mod common;
+use crate::common;
 
 use common::*;
 use memsim::engine::SimTime;

@@ -3,7 +3,7 @@
 //! shrinks the others on a *grow* request and grows them back next round: a limit
 //! cycle of balloon commands although the host has room.
 
-mod common;
+use crate::common;
 
 use common::*;
 use memsim::metrics::EventKind;

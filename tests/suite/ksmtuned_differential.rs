@@ -21,7 +21,7 @@
 //!   tests/tools/ksmtuned_scripts.sh /tmp/ksmtuned-scripts /tmp/pve-ksm /tmp/ksmtuned \
 //!       ksmtuned_4.20150326+b1_amd64.deb
 //!   MEMSIM_KSMTUNED_SCRIPTS=/tmp/ksmtuned-scripts \
-//!       cargo test --test ksmtuned_differential -- --ignored --nocapture
+//!       cargo test --test suite ksmtuned_differential:: -- --ignored --nocapture
 //!   ```
 //!
 //!   It needs bash, mawk and gawk (`MEMSIM_MAWK` and `MEMSIM_GAWK` name other
