@@ -66,6 +66,8 @@ pub struct Tenant {
     pub runs_software: f64,
     /// When the software is loaded (0 = at boot).
     pub starts_at: SimTime,
+    /// QEMU `mem-merge` (memsim's per-VM `ksm:`): guest RAM madvised mergeable.
+    pub ksm: bool,
 }
 
 /// The attacker's VM.

@@ -12,7 +12,7 @@ use crate::engine::SimTime;
 use crate::ksm::{Ksmd, Sysfs};
 use crate::scenario::located::{self, Node};
 use crate::scenario::read::{
-    choice, duration, fields, fraction, int, list, string, uint64, At, Ctx, Fields, Slot,
+    boolean, choice, duration, fields, fraction, int, list, string, uint64, At, Ctx, Fields, Slot,
 };
 use crate::scenario::units::format_duration;
 use crate::scenario::{Problem, ScenarioError};
@@ -30,13 +30,14 @@ const ROOT_KEYS: &[&str] = &[
     "latency",
     "classifier",
 ];
-const TENANT_KEYS: &[&str] = &["pages", "common_pages", "runs_software", "starts_at"];
+const TENANT_KEYS: &[&str] = &["pages", "common_pages", "runs_software", "starts_at", "ksm"];
 const BYSTANDER_KEYS: &[&str] = &[
     "count",
     "pages",
     "common_pages",
     "runs_software",
     "starts_at",
+    "ksm",
 ];
 const ATTACKER_KEYS: &[&str] = &["pages", "common_pages", "loads_at", "load_jitter", "memory"];
 const CONFIG_KEYS: &[&str] = &[
@@ -205,12 +206,14 @@ fn tenant_of(ctx: &mut Ctx, f: &Fields) -> Option<Tenant> {
     let pages = vm_pages(ctx, f);
     let runs = f.slot(ctx, "runs_software", fraction).or(0.5);
     let starts_at = f.slot(ctx, "starts_at", duration).or(SimTime::ZERO);
+    let ksm = f.slot(ctx, "ksm", boolean).or(true);
     let (pages, common_pages) = pages?;
     Some(Tenant {
         pages,
         common_pages,
         runs_software: runs?,
         starts_at: starts_at?,
+        ksm: ksm?,
     })
 }
 

@@ -4,7 +4,7 @@
 //!
 //! **Memory.** Each VM is one mm, registered with ksmd at boot (t = 0) in the order
 //! victim, bystanders, attacker (QEMU marks all guest RAM mergeable when the VM
-//! starts). Its pages are `common_pages` pages of the guest OS that every VM holds
+//! starts, unless the VM has `ksm: false`, QEMU's `mem-merge=off`). Its pages are `common_pages` pages of the guest OS that every VM holds
 //! alike (they merge across VMs whatever happens), then pages of content no other page
 //! has, then N pages where the software goes. A VM that runs the software writes the N
 //! pages of it there at `starts_at` (at boot when 0); until then, and in a VM that does
@@ -101,7 +101,7 @@ pub fn merged_copies(e: &Experiment, config: &Config, draw: &Draw) -> anyhow::Re
     let mut events = Vec::new();
     for (vm, (t, runs)) in tenants.iter().enumerate() {
         let at_boot = *runs && t.starts_at == SimTime::ZERO;
-        let mm = boot(&mut k, vm, t.pages, t.common_pages, n, |page| {
+        let mm = boot(&mut k, vm, t, n, |page| {
             if at_boot {
                 Some(software_content(page))
             } else {
@@ -115,7 +115,14 @@ pub fn merged_copies(e: &Experiment, config: &Config, draw: &Draw) -> anyhow::Re
     }
     let a = &e.attacker;
     let attacker_vm = mms.len();
-    let attacker = boot(&mut k, attacker_vm, a.pages, a.common_pages, n, |page| {
+    let layout = Tenant {
+        pages: a.pages,
+        common_pages: a.common_pages,
+        runs_software: 0.0,
+        starts_at: SimTime::ZERO,
+        ksm: true,
+    };
+    let attacker = boot(&mut k, attacker_vm, &layout, n, |page| {
         (a.memory == Memory::Reused).then(|| own_content(attacker_vm, a.pages + page))
     })?;
     if config.run {
@@ -155,15 +162,15 @@ pub fn merged_copies(e: &Experiment, config: &Config, draw: &Draw) -> anyhow::Re
 
 /// Boots VM `vm`: its mm with the guest OS pages, its own pages, and the N pages
 /// where the software goes (`software(j)`: content of the `j`th, `None` = not touched),
-/// all marked mergeable.
+/// all marked mergeable unless the VM has `ksm` off (QEMU `mem-merge=off`).
 fn boot(
     k: &mut Ksmd,
     vm: usize,
-    pages: u32,
-    common: u32,
+    t: &Tenant,
     n: u32,
     software: impl Fn(u32) -> Option<u64>,
 ) -> anyhow::Result<MmId> {
+    let (pages, common) = (t.pages, t.common_pages);
     let total = pages + n;
     let mm = k.add_mm(total, MmOptions::default())?;
     k.populate(mm, 0, pages, |p| {
@@ -178,6 +185,8 @@ fn boot(
             k.write_page(mm, pages + j, c)?;
         }
     }
-    k.madvise_mergeable(SimTime::ZERO, mm, 0, total)?;
+    if t.ksm {
+        k.madvise_mergeable(SimTime::ZERO, mm, 0, total)?;
+    }
     Ok(mm)
 }

@@ -12,11 +12,19 @@ use crate::sidechannel::{chance, Experiment, Row};
 const SIZE: (u32, u32) = (1400, 800);
 const LEGEND_WIDTH: u32 = 300;
 
-/// The figure's content: per configuration, (wait s, accuracy, low, high).
+/// One measured point: wait (s), accuracy, and its 95 % interval.
+struct Point {
+    wait_s: f64,
+    accuracy: f64,
+    low: f64,
+    high: f64,
+}
+
+/// The figure's content: per configuration, its name and points by wait.
 pub(crate) struct Accuracy {
     title: String,
     chance: f64,
-    lines: Vec<(String, Vec<(f64, f64, f64, f64)>)>,
+    lines: Vec<(String, Vec<Point>)>,
 }
 
 impl Accuracy {
@@ -30,7 +38,12 @@ impl Accuracy {
                     .filter(|r| r.config == c.name)
                     .map(|r| {
                         let (lo, hi) = r.accuracy_interval();
-                        (r.wait.as_secs_f64(), r.accuracy(), lo, hi)
+                        Point {
+                            wait_s: r.wait.as_secs_f64(),
+                            accuracy: r.accuracy(),
+                            low: lo,
+                            high: hi,
+                        }
                     })
                     .collect();
                 (c.name.clone(), points)
@@ -48,7 +61,7 @@ impl Accuracy {
             .lines
             .iter()
             .flat_map(|(_, p)| p)
-            .map(|p| p.0)
+            .map(|p| p.wait_s)
             .fold(0.0, f64::max);
         if most > 0.0 {
             most * 1.05
@@ -102,19 +115,16 @@ impl Figure for Accuracy {
                 label: name.clone(),
                 color: c,
                 dashed: false,
-                points: points.iter().map(|p| (p.0, p.1)).collect(),
+                points: points.iter().map(|p| (p.wait_s, p.accuracy)).collect(),
             };
             draw_line(&mut chart, &line, 2)?;
-            chart.draw_series(
-                points
-                    .iter()
-                    .map(|p| Circle::new((p.0, p.1), 4, c.filled())),
-            )?;
-            chart.draw_series(
-                points
-                    .iter()
-                    .map(|p| PathElement::new(vec![(p.0, p.2), (p.0, p.3)], c.stroke_width(1))),
-            )?;
+            let dot = |p: &Point| Circle::new((p.wait_s, p.accuracy), 4, c.filled());
+            chart.draw_series(points.iter().map(dot))?;
+            let bar = |p: &Point| {
+                let ends = vec![(p.wait_s, p.low), (p.wait_s, p.high)];
+                PathElement::new(ends, c.stroke_width(1))
+            };
+            chart.draw_series(points.iter().map(bar))?;
         }
         let mut entries: Vec<(String, Swatch)> = self
             .lines
