@@ -33,5 +33,6 @@ mod report;
 mod scenario_errors;
 mod scenario_fuzz;
 mod scenario_load;
+mod side_channel;
 mod sim_rules;
 mod sweep;
