@@ -1,7 +1,7 @@
 //! `memsim sweep` and `memsim merge` end to end, on a tiny scenario (two simulated
 //! minutes per run): byte-identical outputs whatever the thread count, shards merged
-//! into exactly the unsharded sweep.csv, a grid whose values really change the runs,
-//! and bad input (exit status 2, the problem named, nothing written).
+//! into exactly the unsharded sweep.csv and report.html, a grid whose values really
+//! change the runs, and bad input (exit status 2, the problem named, nothing written).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -108,7 +108,9 @@ fn outputs_are_byte_identical_with_one_or_two_threads() {
         "sweep.csv",
         "sweep_heatmap.png",
         "sweep_heatmap.svg",
+        "report.html",
         "runs/0000-count=1-ballooning-target=70-seed=7/summary.json",
+        "runs/0000-count=1-ballooning-target=70-seed=7/report.html",
         "runs/0007-count=4-ballooning-target=90-seed=8/host_memory.png",
     ] {
         assert!(
@@ -183,10 +185,12 @@ fn two_shards_merged_equal_the_unsharded_sweep() {
     for (i, dir) in shards.iter().enumerate() {
         ok(&sweep(&sc, dir, &["--shard", &format!("{}/2", i + 1)]));
         assert!(dir.join(format!("shard-{}-of-2.json", i + 1)).exists());
-        assert!(
-            !dir.join("sweep.csv").exists(),
-            "a shard writes no sweep.csv"
-        );
+        for whole_only in ["sweep.csv", "report.html"] {
+            assert!(
+                !dir.join(whole_only).exists(),
+                "a shard writes no {whole_only}"
+            );
+        }
     }
     let runs = |dir: &Path| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir.join("runs"))
@@ -215,7 +219,12 @@ fn two_shards_merged_equal_the_unsharded_sweep() {
         "--out",
         merged.to_str().unwrap(),
     ]));
-    for f in ["sweep.csv", "sweep_heatmap.png", "sweep_heatmap.svg"] {
+    for f in [
+        "sweep.csv",
+        "sweep_heatmap.png",
+        "sweep_heatmap.svg",
+        "report.html",
+    ] {
         let (m, w) = (
             std::fs::read(merged.join(f)).unwrap(),
             std::fs::read(whole.join(f)).unwrap(),
