@@ -39,23 +39,12 @@ pub(super) fn write(
     csv: &[u8],
     written: &[PathBuf],
 ) -> anyhow::Result<PathBuf> {
-    let mut figures = Section::new("Figures").text(format!(
-        "The plots over time show each policy's run with seed {}.",
-        comparison.seeds[0]
-    ));
-    for path in written
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
-    {
-        let stem = path
-            .file_stem()
-            .map_or(String::new(), |s| s.to_string_lossy().into_owned());
-        let caption = CAPTIONS
-            .iter()
-            .find(|(name, _)| *name == stem)
-            .map_or(stem.clone(), |(_, c)| c.to_string());
-        figures = figures.figure(Svg::read(path)?, caption);
-    }
+    let figures = Section::new("Figures")
+        .text(format!(
+            "The plots over time show each policy's run with seed {}.",
+            comparison.seeds[0]
+        ))
+        .figures(Svg::read_all(written)?, CAPTIONS);
     let page = Page::new(format!("memsim compare — {}", comparison.scenario))
         .intro(intro(plan))
         .section(in_short(comparison))

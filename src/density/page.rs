@@ -22,16 +22,13 @@ pub(super) fn write(
     written: &[PathBuf],
 ) -> anyhow::Result<PathBuf> {
     let def = &results.definition;
-    let mut figure = Section::new("Figure");
-    for path in written
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
-    {
-        figure = figure.figure(
-            Svg::read(path)?,
-            "Per policy and count, the worst seed of each measure, with the limit in red (density.svg).",
-        );
-    }
+    let figure = Section::new("Figure").figures(
+        Svg::read_all(written)?,
+        &[(
+            "density",
+            "Per policy and count, the worst seed of each measure; the limits dashed in red (density.svg).",
+        )],
+    );
     let seeds: Vec<String> = def.seeds.iter().map(u64::to_string).collect();
     let range = match def.max {
         Some(max) => format!("{} to {max}", def.min),

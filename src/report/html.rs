@@ -148,6 +148,19 @@ impl Section {
         self
     }
 
+    /// Adds each of `figures` (file stem, SVG), captioned from `captions` by its stem
+    /// (figures not listed are captioned by their stem).
+    pub fn figures(mut self, figures: Vec<(String, Svg)>, captions: &[(&str, &str)]) -> Section {
+        for (stem, svg) in figures {
+            let caption = captions
+                .iter()
+                .find(|(name, _)| *name == stem)
+                .map_or(stem.clone(), |(_, c)| c.to_string());
+            self = self.figure(svg, caption);
+        }
+        self
+    }
+
     /// Text shown as is, in a monospaced font (a YAML file, a log).
     pub fn preformatted(mut self, text: impl Into<String>) -> Section {
         self.blocks.push(Block::Pre(text.into()));
@@ -345,6 +358,20 @@ impl Svg {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading {} for report.html", path.display()))?;
         Svg::new(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// The SVG files among `written`, in that order, each with its file stem.
+    pub fn read_all(written: &[PathBuf]) -> anyhow::Result<Vec<(String, Svg)>> {
+        written
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+            .map(|path| {
+                let stem = path
+                    .file_stem()
+                    .map_or(String::new(), |s| s.to_string_lossy().into_owned());
+                Ok((stem, Svg::read(path)?))
+            })
+            .collect()
     }
 }
 

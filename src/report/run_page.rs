@@ -40,17 +40,7 @@ pub(super) fn write(
     source: Option<&str>,
     written: &[PathBuf],
 ) -> anyhow::Result<PathBuf> {
-    let mut figures = Vec::new();
-    for path in written
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
-    {
-        let stem = path
-            .file_stem()
-            .map_or(String::new(), |s| s.to_string_lossy().into_owned());
-        figures.push((stem, Svg::read(path)?));
-    }
-    page(scenario, result, source, figures).write(dir)
+    page(scenario, result, source, Svg::read_all(written)?).write(dir)
 }
 
 /// The page itself, from the run and its figures.
@@ -65,14 +55,7 @@ fn page(
     let (preamble, story) = story
         .split_first()
         .map_or((String::new(), &[][..]), |(p, rest)| (p.text.clone(), rest));
-    let mut plots = Section::new("Figures");
-    for (stem, svg) in figures {
-        let caption = CAPTIONS
-            .iter()
-            .find(|(name, _)| *name == stem)
-            .map_or(stem.clone(), |(_, c)| c.to_string());
-        plots = plots.figure(svg, caption);
-    }
+    let plots = Section::new("Figures").figures(figures, CAPTIONS);
     Page::new(format!("memsim — {}", scenario.name))
         .intro(preamble)
         .section(Section::new("In short").timeline(story))

@@ -250,6 +250,13 @@ fn merge_refuses_other_sweeps_missing_and_duplicate_shards_and_writes_nothing() 
     ok(&sweep(&a, &dir("a1"), &["--shard", "1/2"]));
     ok(&sweep(&a, &dir("a2"), &["--shard", "2/2"]));
     ok(&sweep(&b, &dir("b2"), &["--shard", "2/2"]));
+    // A manifest of the previous layout, without the scenario text for report.html.
+    std::fs::create_dir(dir("old")).unwrap();
+    let json = std::fs::read_to_string(dir("a2").join("shard-2-of-2.json")).unwrap();
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old["format"] = "memsim sweep shard 1".into();
+    old.as_object_mut().unwrap().remove("scenario_text");
+    std::fs::write(dir("old").join("shard-2-of-2.json"), old.to_string()).unwrap();
     let out = dir("merged");
     let merge = |inputs: &[&str]| {
         let mut args = vec!["merge"];
@@ -261,8 +268,12 @@ fn merge_refuses_other_sweeps_missing_and_duplicate_shards_and_writes_nothing() 
         args.extend(["--out", out.to_str().unwrap()]);
         memsim(&args)
     };
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["a1", "b2"], "a shard of a different sweep"),
+        (
+            &["a1", "old"],
+            "manifest format \"memsim sweep shard 1\", this memsim reads \"memsim sweep shard 2\"",
+        ),
         (&["a1"], "shard 2 of 2 is missing"),
         (&["a1", "a1", "a2"], "shard 1 of 2 is given twice"),
         (&["a1", "nowhere"], "nowhere"),
