@@ -472,6 +472,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border-bottom:1px solid #e5e5e5;padding:.25em .7em;text-align:left;vertical-align:top}
 th{background:#f4f5f7}
 .n{text-align:right;font-variant-numeric:tabular-nums}
+td a{white-space:nowrap}
 table.timeline td.t{font-family:ui-monospace,'DejaVu Sans Mono',monospace;white-space:nowrap;color:#555}
 table.timeline tr.d1 td:last-child{padding-left:2.2em;color:#444}
 table.timeline tr.d2 td:last-child{padding-left:4.4em;color:#666}
