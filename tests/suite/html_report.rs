@@ -327,7 +327,8 @@ fn compare_report(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("report.html")).unwrap()
 }
 
-/// The small fixture with a 2 × 2 sweep (web VMs × ballooning target), one seed.
+/// The small fixture cut to ten simulated minutes, with a 2 × 2 sweep (web VMs ×
+/// ballooning target), one seed.
 const SWEEP: &str = "
 sweep:
   parameters:
@@ -337,7 +338,10 @@ sweep:
 
 fn sweep_file(dir: &Path) -> PathBuf {
     let path = dir.join("sweep.yaml");
-    let text = std::fs::read_to_string(SCENARIO).unwrap();
+    let text = std::fs::read_to_string(SCENARIO)
+        .unwrap()
+        .replace("\nduration: 30m\n", "\nduration: 10m\n");
+    assert!(text.contains("duration: 10m"));
     std::fs::write(&path, format!("{text}{SWEEP}")).unwrap();
     path
 }
@@ -551,6 +555,7 @@ fn sweep_report_has_the_parameters_the_heatmap_the_table_and_links() {
         html.contains("vms[name=web].count: [1, 2]"),
         "the scenario file"
     );
+    assert!(html.contains("duration: 10m"), "the scenario file as run");
 }
 
 #[test]
