@@ -729,8 +729,11 @@ fn compare(
     threads: Option<usize>,
 ) -> ExitCode {
     use memsim::compare::{self, Plan};
-    let plan = match scenario::load(path) {
-        Ok(sc) => Plan::new(sc, policies, seeds),
+    let plan = match load_with_source(Some(path)) {
+        Ok((sc, source)) => Plan::new(sc, policies, seeds).map(|plan| match source {
+            Some(yaml) => plan.with_source(yaml),
+            None => plan,
+        }),
         Err(e) => {
             eprintln!("{e}");
             Err(compare::option_problems(policies, seeds))

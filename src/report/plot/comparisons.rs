@@ -49,7 +49,7 @@ pub(crate) fn write_compare(
     caption: &str,
     overlays: &[Overlay],
     bars: &[BarPanel],
-    csv: Vec<u8>,
+    csv: &[u8],
 ) -> anyhow::Result<Vec<PathBuf>> {
     register_bundled_font();
     let host = overlay::host_memory(scenario, caption, overlays);
@@ -58,7 +58,7 @@ pub(crate) fn write_compare(
     let bars = bars::Bars::new(&scenario.name, bars);
     type Job<'a> = &'a (dyn Fn(&Path) -> anyhow::Result<Staged> + Sync);
     let jobs: [Job; 9] = [
-        &|dir| stage_bytes(&dir.join("comparison.csv"), &csv),
+        &|dir| stage_bytes(&dir.join("comparison.csv"), csv),
         &|dir| png(&host, dir),
         &|dir| svg(&host, dir),
         &|dir| png(&swap, dir),
