@@ -114,6 +114,10 @@ pub enum EventKind {
     KsmStop,
     /// A MOM policy round failed (logged the first time).
     MomRoundFailed,
+    /// ksmtuned's loop process died (bash error); ksmd keeps the last values written.
+    KsmtunedExit,
+    /// An admin action from the scenario's `actions:` (detail: what was run).
+    AdminAction,
 }
 
 /// One row of `events.csv`.

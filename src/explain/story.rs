@@ -325,7 +325,7 @@ fn host_oom(run: &Run) -> Fact {
 /// When ksmtuned first started ksmd and why, and what merging saved; nothing when KSM
 /// cannot run at all.
 fn ksm(run: &Run) -> Option<Fact> {
-    if !run.sc.ksm.may_run() {
+    if !run.sc.ksm.may_run() && run.sc.actions.is_empty() {
         return None;
     }
     let host = samples(run);
