@@ -867,23 +867,30 @@ fn ksm_columns(k: &HostKsm, row: &mut HostSample) {
 fn ksmtuned_detail(c: &Cycle) -> (EventKind, String) {
     let mib = |kib: u64| kib >> 10;
     let thres = mib(c.thres_kib.max(0) as u64);
-    if c.after.run == 1 {
+    let (free, committed) = (mib(c.free_kib), mib(c.committed_kib));
+    if c.after.run != 1 {
         let detail = format!(
-            "ksmtuned: free {} MiB < thres {thres} MiB or committed {} MiB + thres > total; KSM on: {} pages every {} ms",
-            mib(c.free_kib),
-            mib(c.committed_kib),
-            c.after.pages_to_scan,
-            c.after.sleep_millisecs
+            "ksmtuned: free {free} MiB > thres {thres} MiB and committed {committed} MiB + thres < total; KSM off (merged pages stay merged)"
         );
-        (EventKind::KsmStart, detail)
-    } else {
-        let detail = format!(
-            "ksmtuned: free {} MiB > thres {thres} MiB and committed {} MiB + thres < total; KSM off (merged pages stay merged)",
-            mib(c.free_kib),
-            mib(c.committed_kib)
-        );
-        (EventKind::KsmStop, detail)
+        return (EventKind::KsmStop, detail);
     }
+    let exact_stop = i128::from(c.committed_kib) + i128::from(c.thres_kib)
+        < i128::from(c.total_kib)
+        && i128::from(c.free_kib) > i128::from(c.thres_kib);
+    let why = if exact_stop {
+        // the numbers say stop; only a comparison on awk's text can have failed
+        format!(
+            "free {free} MiB > thres {thres} MiB and committed {committed} MiB + thres < total, \
+             but awk printed a sum of 2^31 KiB or more as text that `[ -gt ]` cannot compare, so the stop test failed"
+        )
+    } else {
+        format!("free {free} MiB < thres {thres} MiB or committed {committed} MiB + thres > total")
+    };
+    let detail = format!(
+        "ksmtuned: {why}; KSM on: {} pages every {} ms",
+        c.after.pages_to_scan, c.after.sleep_millisecs
+    );
+    (EventKind::KsmStart, detail)
 }
 
 /// Quiet time that separates two pressure episodes in the event log.

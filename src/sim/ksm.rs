@@ -34,6 +34,7 @@ pub(super) struct Cycle {
     pub free_kib: u64,
     pub committed_kib: u64,
     pub thres_kib: i64,
+    pub total_kib: u64,
     /// The daemon's loop ended in this cycle, with bash's error.
     pub exited: Option<String>,
 }
@@ -147,6 +148,7 @@ impl HostKsm {
             free_kib,
             committed_kib,
             thres_kib,
+            total_kib: info.mem_total / 1024,
             exited,
         })
     }
