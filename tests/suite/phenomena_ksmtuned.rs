@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use memsim::compare::{Plan, RunMetrics};
 use memsim::engine::SimTime;
+use memsim::ksm::Sysfs;
 use memsim::ksmtuned::{Settings, Variant};
 use memsim::metrics::{EventKind, HostSample, RunResult};
 use memsim::policy::Policy;
-use memsim::scenario::{self, Scenario};
+use memsim::scenario::{self, AdminAction, Scenario};
 
 const MIB: u64 = 1 << 20;
 
@@ -139,6 +140,65 @@ fn a_running_ksmtuned_undoes_the_admins_run_2_at_its_next_cycle() {
     let h = sample_at(&r, restart);
     assert_eq!((h.ksm_run, h.ksm_pages_to_scan), (1, 1250));
     assert!(r.host.last().unwrap().ksm_saved_bytes > 500 * MIB);
+}
+
+/// A restarted ksmtuned starts afresh: `systemctl start` after the admin's stop and
+/// `run=2` gives a daemon whose npages is 0 again, so its first start writes 300
+/// pages (not the 1250 the old daemon had reached), one monitor interval later.
+#[test]
+fn a_restarted_ksmtuned_starts_from_npages_0() {
+    let mut sc = load("ksmtuned-threshold.yaml");
+    let restart_at = 35 * 60;
+    sc.actions.push(AdminAction {
+        at: SimTime::from_secs(restart_at),
+        ksmtuned: Some(sc.ksm.ksmtuned.clone()),
+        ksm: Vec::new(),
+    });
+    let r = memsim::sim::run(&sc);
+    let again = r
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::KsmStart && e.t_s > restart_at as f64)
+        .expect("the new daemon starts ksmd");
+    assert_eq!(again.t_s, (restart_at + 60) as f64);
+    assert_eq!(again.value, 300);
+}
+
+/// What the kernel refuses at run time is logged with the action and changes
+/// nothing: `merge_across_nodes` while KSM pages exist is EBUSY (`mm/ksm.c`
+/// `merge_across_nodes_store`), accepted once `run=2` has unmerged them.
+#[test]
+fn a_write_the_kernel_refuses_at_run_time_is_logged() {
+    let mut sc = load("ksmtuned-threshold.yaml");
+    let write = |at_s: u64| AdminAction {
+        at: SimTime::from_secs(at_s),
+        ksmtuned: None,
+        ksm: vec![Sysfs::MergeAcrossNodes(0)],
+    };
+    sc.actions.insert(0, write(28 * 60));
+    sc.actions.push(write(36 * 60));
+    let r = memsim::sim::run(&sc);
+    let admin: Vec<&str> = r
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::AdminAction)
+        .map(|e| e.detail.as_str())
+        .collect();
+    assert_eq!(admin.len(), 3);
+    assert!(
+        admin[0].contains("merge_across_nodes=0: refused (EBUSY"),
+        "{}",
+        admin[0]
+    );
+    assert!(admin[1].contains("wrote run=2"), "{}", admin[1]);
+    assert!(
+        admin[2].starts_with("admin: wrote merge_across_nodes=0;"),
+        "{}",
+        admin[2]
+    );
+    // the refused write left the merged pages alone
+    let before = sample_at(&r, (28 * 60 - 10) as f64).ksm_saved_bytes;
+    assert_eq!(sample_at(&r, (28 * 60) as f64).ksm_saved_bytes, before);
 }
 
 // ---- ksmtuned-mawk --------------------------------------------------------------------
