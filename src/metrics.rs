@@ -108,7 +108,7 @@ pub enum EventKind {
     ProcessRestart,
     HostSwapOut,
     HostOomKill,
-    /// ksmtuned or MOM wrote `run=1` after `run=0` (or at its first start).
+    /// ksmtuned or MOM wrote `run=1` after `run=0` or an admin's `run=2` (or at its first start).
     KsmStart,
     /// ksmtuned or MOM wrote `run=0` (MOM: or `run=2`).
     KsmStop,
