@@ -108,12 +108,16 @@ pub enum EventKind {
     ProcessRestart,
     HostSwapOut,
     HostOomKill,
-    /// ksmtuned or MOM wrote `run=1` after `run=0` (or at its first start).
+    /// ksmtuned or MOM wrote `run=1` after `run=0` or an admin's `run=2` (or at its first start).
     KsmStart,
     /// ksmtuned or MOM wrote `run=0` (MOM: or `run=2`).
     KsmStop,
     /// A MOM policy round failed (logged the first time).
     MomRoundFailed,
+    /// ksmtuned's loop process died (bash error); ksmd keeps the last values written.
+    KsmtunedExit,
+    /// An admin action from the scenario's `actions:` (detail: what was run).
+    AdminAction,
 }
 
 /// One row of `events.csv`.

@@ -120,11 +120,12 @@ fn balloon_off(sc: &mut Scenario) {
     sc.qemu_start_target = false;
 }
 
-/// Nobody runs ksmd.
+/// Nobody runs ksmd; the scenario's admin actions, which all concern KSM, go too.
 fn ksm_off(sc: &mut Scenario) {
     sc.ksm.sysfs.run = 0;
     sc.ksm.ksmtuned = None;
     sc.mom = None;
+    sc.actions.clear();
 }
 
 /// ksmtuned as the scenario configures it, or Proxmox's when the scenario turned it off.

@@ -12,8 +12,11 @@
 //! Periodic events that fall on the same instant run in a fixed order — tick, stats
 //! poll, page reporting, pvestatd, sample — because each chain is scheduled a few
 //! nanoseconds after the previous one (`Phase`); within one instant the queue's
-//! insertion order decides. VM lifecycle events (start, stop, migration) run before
-//! the tick of their instant. Guests step in parallel (each owns its memory and its
+//! insertion order decides. VM lifecycle events (start, stop, migration) and admin
+//! actions are scheduled before the run starts, at their nominal instant, so they
+//! run before the tick of their instant, in that order: an admin's `run=2` is
+//! unmerged before the guests step and host memory shows it in the same tick, and a
+//! ksmtuned cycle or sample of that instant already sees it. Guests step in parallel (each owns its memory and its
 //! own random stream); everything that touches shared state — the host, the event
 //! log — runs afterwards in VM order, so the result does not depend on the number of
 //! threads.
@@ -42,6 +45,8 @@ pub enum Event {
     VmStop(usize),
     MigrationStart(usize),
     MigrationEnd(usize),
+    /// The admin action `sc.actions[i]`.
+    Admin(usize),
     Tick,
     StatsPoll,
     PageReporting,
@@ -149,6 +154,9 @@ struct Sim<'a> {
     mom: Option<Mom>,
     /// A MOM round has failed (logged once).
     mom_failed: bool,
+    /// When the running ksmtuned's next cycle is due; `Ksmtuned` events at other
+    /// times belong to a daemon an admin stopped or restarted and are dropped.
+    ksmtuned_due: Option<SimTime>,
 }
 
 /// Runs a scenario to its end and returns everything it recorded.
@@ -194,9 +202,16 @@ impl<'a> Sim<'a> {
         }
         queue.schedule(Phase::Sample.at(SimTime::ZERO), Event::Sample);
         let host = Host::new(&sc.host, sc.vms.len());
+        for (i, a) in sc.actions.iter().enumerate() {
+            queue.schedule(a.at, Event::Admin(i));
+        }
         let ksm = HostKsm::new(sc, host.meminfo().mem_total / 1024);
-        if let Some(every) = ksm.as_ref().and_then(HostKsm::monitor_interval) {
-            queue.schedule(Phase::Ksmtuned.at(every), Event::Ksmtuned);
+        let ksmtuned_due = ksm
+            .as_ref()
+            .and_then(HostKsm::monitor_interval)
+            .map(|every| Phase::Ksmtuned.at(every));
+        if let Some(due) = ksmtuned_due {
+            queue.schedule(due, Event::Ksmtuned);
         }
         let mom = sc.mom.clone().map(Mom::new);
         if let Some(m) = &mom {
@@ -232,6 +247,7 @@ impl<'a> Sim<'a> {
             ksm,
             mom,
             mom_failed: false,
+            ksmtuned_due,
         }
     }
 
@@ -265,12 +281,19 @@ impl<'a> Sim<'a> {
                 self.pvestatd(t);
                 self.again(t, self.sc.pvestatd.interval, ev);
             }
-            Event::Ksmtuned => {
+            Event::Admin(i) => self.admin(t, i),
+            Event::Ksmtuned if self.ksmtuned_due == Some(t) => {
+                self.ksmtuned_due = self
+                    .ksm
+                    .as_ref()
+                    .and_then(HostKsm::monitor_interval)
+                    .map(|every| t + every);
                 self.ksmtuned(t);
-                if let Some(every) = self.ksm.as_ref().and_then(HostKsm::monitor_interval) {
-                    self.again(t, every, ev);
+                if let Some(due) = self.ksmtuned_due {
+                    self.queue.schedule(due, ev);
                 }
             }
+            Event::Ksmtuned => {}
             Event::Mom => {
                 self.mom(t);
                 if let Some(every) = self.mom.as_ref().map(|m| m.config().interval) {
@@ -587,7 +610,9 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// One ksmtuned cycle; a start or stop of ksmd goes into the event log.
+    /// One ksmtuned cycle; a start or stop of ksmd, or the daemon's death, goes into
+    /// the event log. A `run=2` an admin wrote counts as stopped: ksmtuned writing 1
+    /// over it starts ksmd again, writing 0 over it changes nothing worth logging.
     fn ksmtuned(&mut self, t: SimTime) {
         let info = self.host.meminfo();
         let Some(k) = self.ksm.as_mut() else {
@@ -596,11 +621,57 @@ impl<'a> Sim<'a> {
         let Some(c) = k.ksmtuned_cycle(nominal(t), &info, &self.host) else {
             return;
         };
-        if c.before.run == c.after.run {
+        if let Some(error) = &c.exited {
+            let detail = format!(
+                "ksmtuned exited: {error}; sysfs keeps run={} pages_to_scan={} and nobody adjusts it any more",
+                c.after.run, c.after.pages_to_scan
+            );
+            self.ksmtuned_due = None;
+            self.record(
+                t,
+                0,
+                EventKind::KsmtunedExit,
+                i64::from(c.after.run),
+                detail,
+            );
+            return;
+        }
+        let started = c.after.run == 1 && c.before.run != 1;
+        let stopped = c.after.run == 0 && c.before.run == 1;
+        if !started && !stopped {
             return;
         }
         let (kind, detail) = ksmtuned_detail(&c);
         self.record(t, 0, kind, i64::from(c.after.pages_to_scan), detail);
+    }
+
+    /// An admin action: `systemctl stop|restart ksmtuned` and sysfs writes. A
+    /// (re)started daemon cycles one `KSM_MONITOR_INTERVAL` later, like at boot.
+    fn admin(&mut self, t: SimTime, i: usize) {
+        let action = &self.sc.actions[i];
+        let total_kib = self.host.meminfo().mem_total / 1024;
+        let Some(k) = self.ksm.as_mut() else {
+            return;
+        };
+        let saved_before = k.pages_saved();
+        let detail = k.admin(nominal(t), action, total_kib);
+        let saved_after = k.pages_saved();
+        if action.ksmtuned.is_some() {
+            self.ksmtuned_due = k
+                .monitor_interval()
+                .map(|every| Phase::Ksmtuned.at(t + every));
+            if let Some(due) = self.ksmtuned_due {
+                self.queue.schedule(due, Event::Ksmtuned);
+            }
+        }
+        let change = (saved_after as i64 - saved_before as i64) * PAGE as i64;
+        let detail = format!(
+            "admin: {detail}; merging now saves {} MiB (before: {} MiB)",
+            mib(saved_after),
+            mib(saved_before)
+        );
+        self.record(t, 0, EventKind::AdminAction, change, detail);
+        self.settle_ksm(t);
     }
 
     /// qemu-server's `vmstatus`, keyed by vmid as a string: pvestatd applies results in
@@ -796,23 +867,30 @@ fn ksm_columns(k: &HostKsm, row: &mut HostSample) {
 fn ksmtuned_detail(c: &Cycle) -> (EventKind, String) {
     let mib = |kib: u64| kib >> 10;
     let thres = mib(c.thres_kib.max(0) as u64);
-    if c.after.run == 1 {
+    let (free, committed) = (mib(c.free_kib), mib(c.committed_kib));
+    if c.after.run != 1 {
         let detail = format!(
-            "ksmtuned: free {} MiB < thres {thres} MiB or committed {} MiB + thres > total; KSM on: {} pages every {} ms",
-            mib(c.free_kib),
-            mib(c.committed_kib),
-            c.after.pages_to_scan,
-            c.after.sleep_millisecs
+            "ksmtuned: free {free} MiB > thres {thres} MiB and committed {committed} MiB + thres < total; KSM off (merged pages stay merged)"
         );
-        (EventKind::KsmStart, detail)
-    } else {
-        let detail = format!(
-            "ksmtuned: free {} MiB > thres {thres} MiB and committed {} MiB + thres < total; KSM off (merged pages stay merged)",
-            mib(c.free_kib),
-            mib(c.committed_kib)
-        );
-        (EventKind::KsmStop, detail)
+        return (EventKind::KsmStop, detail);
     }
+    let exact_stop = i128::from(c.committed_kib) + i128::from(c.thres_kib)
+        < i128::from(c.total_kib)
+        && i128::from(c.free_kib) > i128::from(c.thres_kib);
+    let why = if exact_stop {
+        // the numbers say stop; only a comparison on awk's text can have failed
+        format!(
+            "free {free} MiB > thres {thres} MiB and committed {committed} MiB + thres < total, \
+             but awk printed a sum of 2^31 KiB or more as text that `[ -gt ]` cannot compare, so the stop test failed"
+        )
+    } else {
+        format!("free {free} MiB < thres {thres} MiB or committed {committed} MiB + thres > total")
+    };
+    let detail = format!(
+        "ksmtuned: {why}; KSM on: {} pages every {} ms",
+        c.after.pages_to_scan, c.after.sleep_millisecs
+    );
+    (EventKind::KsmStart, detail)
 }
 
 /// Quiet time that separates two pressure episodes in the event log.

@@ -1,6 +1,7 @@
 //! Single events told with their context: VMs starting, stopping and migrating, guest
 //! OOM kills and what led to them, the balloon driver running out of puff, processes
-//! coming back, the host OOM killer, and ksmtuned switching ksmd on and off.
+//! coming back, the host OOM killer, ksmtuned switching ksmd on and off (or dying),
+//! and what an admin did.
 
 use crate::metrics::{Event, EventKind};
 
@@ -47,6 +48,20 @@ pub(super) fn items(run: &Run) -> Vec<Item> {
                         return Some(Item::host(e.t_s, seq, "ksm", "MOM", said.to_string()));
                     }
                     return Some(Item::host(e.t_s, seq, "ksm", "ksmtuned", ksm(run, seq, e)));
+                }
+                EventKind::KsmtunedExit => {
+                    let said = e.detail.strip_prefix("ksmtuned ").unwrap_or(&e.detail);
+                    return Some(Item::host(
+                        e.t_s,
+                        seq,
+                        "ksmtuned",
+                        "ksmtuned",
+                        said.to_string(),
+                    ));
+                }
+                EventKind::AdminAction => {
+                    let said = e.detail.strip_prefix("admin: ").unwrap_or(&e.detail);
+                    return Some(Item::host(e.t_s, seq, "admin", "admin", said.to_string()));
                 }
                 EventKind::MomRoundFailed => {
                     let said = e.detail.strip_prefix("MOM: ").unwrap_or(&e.detail);
@@ -194,6 +209,11 @@ fn ksm(run: &Run, seq: usize, e: &Event) -> String {
         format!("host free {free} > threshold {thres}")
     } else if k.free_mib < k.thres_mib {
         format!("host free {free} < threshold {thres}")
+    } else if e.detail.contains("the stop test failed") {
+        format!(
+            "host free {free} > threshold {thres}, but mawk printed a sum of 2 TiB or more as \
+             text the script cannot compare, so it never stops KSM"
+        )
     } else {
         let total = run.host_at(e.t_s).map_or(0, |s| s.mem_total_bytes);
         format!(

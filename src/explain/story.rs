@@ -325,7 +325,7 @@ fn host_oom(run: &Run) -> Fact {
 /// When ksmtuned first started ksmd and why, and what merging saved; nothing when KSM
 /// cannot run at all.
 fn ksm(run: &Run) -> Option<Fact> {
-    if !run.sc.ksm.may_run() {
+    if !run.sc.ksm.may_run() && run.sc.actions.is_empty() {
         return None;
     }
     let host = samples(run);
@@ -341,13 +341,15 @@ fn ksm(run: &Run) -> Option<Fact> {
             Fact::Never("KSM merging")
         });
     };
-    let why = detail::ksmtuned(&first.detail).map_or(String::new(), |k| {
-        format!(
-            " (host free {} < threshold {})",
-            size(k.free_mib << 20),
-            size(k.thres_mib << 20)
-        )
-    });
+    let why = detail::ksmtuned(&first.detail)
+        .filter(|k| k.free_mib < k.thres_mib)
+        .map_or(String::new(), |k| {
+            format!(
+                " (host free {} < threshold {})",
+                size(k.free_mib << 20),
+                size(k.thres_mib << 20)
+            )
+        });
     Some(Fact::At(
         first.t_s,
         format!(

@@ -136,6 +136,31 @@ pub enum Sysfs {
     AdvisorMaxPagesToScan(u64),
 }
 
+impl std::fmt::Display for Sysfs {
+    /// `file=value` as an admin would `echo value > /sys/kernel/mm/ksm/file`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (file, value) = match *self {
+            Sysfs::Run(v) => ("run", v),
+            Sysfs::PagesToScan(v) => ("pages_to_scan", v),
+            Sysfs::SleepMillisecs(v) => ("sleep_millisecs", v),
+            Sysfs::SmartScan(v) => ("smart_scan", v),
+            Sysfs::UseZeroPages(v) => ("use_zero_pages", v),
+            Sysfs::MaxPageSharing(v) => ("max_page_sharing", v),
+            Sysfs::MergeAcrossNodes(v) => ("merge_across_nodes", v),
+            Sysfs::StableNodeChainsPruneMillisecs(v) => ("stable_node_chains_prune_millisecs", v),
+            Sysfs::AdvisorMode(AdvisorMode::None) => return f.write_str("advisor_mode=none"),
+            Sysfs::AdvisorMode(AdvisorMode::ScanTime) => {
+                return f.write_str("advisor_mode=scan-time")
+            }
+            Sysfs::AdvisorTargetScanTime(v) => ("advisor_target_scan_time", v),
+            Sysfs::AdvisorMaxCpu(v) => ("advisor_max_cpu", v),
+            Sysfs::AdvisorMinPagesToScan(v) => ("advisor_min_pages_to_scan", v),
+            Sysfs::AdvisorMaxPagesToScan(v) => ("advisor_max_pages_to_scan", v),
+        };
+        write!(f, "{file}={value}")
+    }
+}
+
 /// The sysfs tunables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tunables {

@@ -9,4 +9,8 @@ pub(super) fn apply(sc: &mut Scenario) {
     super::balloon_off(sc);
     sc.ksm.ksmtuned = None;
     sc.ksm.sysfs.run = 1;
+    // no admin starts a daemon either; the admin's sysfs writes stay
+    for a in &mut sc.actions {
+        a.ksmtuned = None;
+    }
 }

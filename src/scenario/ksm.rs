@@ -7,7 +7,7 @@
 //! real configuration file.
 
 use super::located::{Node, Value};
-use super::read::{choice, fields, int, string, text, Ctx, Fields, Slot};
+use super::read::{choice, fields, int, string, text, At, Ctx, Fields, Slot};
 use super::{KsmConfig, KsmtunedConfig};
 use crate::engine::SimTime;
 use crate::ksm::timing::AdvisorMode;
@@ -70,21 +70,49 @@ pub(crate) fn ksm_config(ctx: &mut Ctx, root: &Fields) -> Option<KsmConfig> {
 }
 
 fn sysfs(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Tunables> {
-    let f = fields(ctx, node, path, SYSFS_KEYS)?;
+    let (writes, ok) = sysfs_writes(ctx, node, path)?;
     let mut kernel = Ksmd::default();
+    let accepted = kernel_accepts(ctx, &mut kernel, SimTime::ZERO, &writes);
+    (ok && accepted).then(|| *kernel.tunables())
+}
+
+/// The valid writes a mapping of sysfs files stands for, in [`SYSFS_KEYS`] order, and
+/// whether every key and value was valid (the bad ones are reported); `None` when the
+/// node is no mapping.
+pub(super) fn sysfs_writes(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+) -> Option<(Vec<At<Sysfs>>, bool)> {
+    let f = fields(ctx, node, path, SYSFS_KEYS)?;
+    let mut writes = Vec::new();
     let mut ok = true;
     for key in SYSFS_KEYS {
-        let write = f.slot(ctx, key, |n| sysfs_write(key, n));
-        let Slot::Set(at) = write else {
-            ok &= !matches!(write, Slot::Invalid);
-            continue;
-        };
-        if let Err(e) = kernel.set(SimTime::ZERO, at.value) {
-            ctx.report_at(&at, format!("the kernel refuses this value ({e})"));
+        match f.slot(ctx, key, |n| sysfs_write(key, n)) {
+            Slot::Set(at) => writes.push(at),
+            Slot::Invalid => ok = false,
+            Slot::Unset => {}
+        }
+    }
+    Some((writes, ok))
+}
+
+/// Writes `writes` to `kernel` at `now`, reporting each one it refuses; whether it
+/// took them all.
+pub(super) fn kernel_accepts(
+    ctx: &mut Ctx,
+    kernel: &mut Ksmd,
+    now: SimTime,
+    writes: &[At<Sysfs>],
+) -> bool {
+    let mut ok = true;
+    for at in writes {
+        if let Err(e) = kernel.set(now, at.value) {
+            ctx.report_at(at, format!("the kernel refuses this value ({e})"));
             ok = false;
         }
     }
-    ok.then(|| *kernel.tunables())
+    ok
 }
 
 /// The write a `ksm:` key stands for: numbers as the kernel reads them, plus
@@ -119,7 +147,7 @@ fn sysfs_write(key: &str, node: &Node) -> Result<Sysfs, String> {
 }
 
 /// `ksmtuned: off | VARIANT | {variant, conf, KSM_...}`; `None` inside = off.
-fn ksmtuned(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Option<KsmtunedConfig>> {
+pub(super) fn ksmtuned(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Option<KsmtunedConfig>> {
     if let Value::Scalar { .. } = node.value {
         return match choice("ksmtuned variant", VARIANTS)(node) {
             Ok(name) => Some(variant(name).map(|variant| KsmtunedConfig {

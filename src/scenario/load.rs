@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::Path;
 
+use super::actions::actions;
 use super::error::{Problem, ScenarioError};
 use super::ksm::ksm_config;
 use super::located::{self, Node};
@@ -27,6 +28,7 @@ const ROOT_KEYS: &[&str] = &[
     "ksm",
     "ksmtuned",
     "policy",
+    "actions",
     "templates",
     "vms",
     // Read by `memsim sweep` (src/sweep.rs); a plain run ignores it.
@@ -107,6 +109,11 @@ fn scenario(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
         maxchange: 100 * MIB,
     });
     let ksm = ksm_config(ctx, &f);
+    let end = duration.as_ref().map(|d| d.value);
+    let actions = match f.get("actions") {
+        Some(node) => actions(ctx, node, ksm.as_ref(), end),
+        None => Some(Vec::new()),
+    };
     let policy = f.slot(ctx, "policy", |n| {
         text(n, "a policy name")?.parse::<Policy>()
     });
@@ -135,6 +142,7 @@ fn scenario(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
         qemu_start_target: true,
         policy: None,
         vms: vms?,
+        actions: actions?,
     };
     if let Some(p) = policy.optional()? {
         p.apply(&mut sc);

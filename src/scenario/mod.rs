@@ -16,6 +16,7 @@
 //! deserializer stops at the first problem and knows no line numbers, while users
 //! deserve the whole list, each as `file:line: key.path: message`.
 
+mod actions;
 mod error;
 mod ksm;
 mod load;

@@ -3,7 +3,7 @@
 //! per VM, templates applied. The simulator reads only this.
 
 use crate::engine::SimTime;
-use crate::ksm::Tunables;
+use crate::ksm::{Sysfs, Tunables};
 use crate::ksmtuned::{Config as KsmtunedConf, Variant};
 use crate::mom::MomConfig;
 use crate::policy::Policy;
@@ -32,6 +32,28 @@ pub struct Scenario {
     pub policy: Option<Policy>,
     /// One entry per VM, sorted by vmid.
     pub vms: Vec<VmConfig>,
+    /// What an administrator does during the run (`actions:`), sorted by time.
+    pub actions: Vec<AdminAction>,
+}
+
+impl Scenario {
+    /// Whether ksmd can ever scan in this run: at boot, through a daemon, or because
+    /// an admin action may start it. When not, the simulation keeps no page contents.
+    pub fn ksm_may_run(&self) -> bool {
+        self.ksm.may_run() || self.mom.is_some() || !self.actions.is_empty()
+    }
+}
+
+/// An administrator's command at a simulated time: stopping or (re)starting ksmtuned
+/// (`systemctl stop|restart ksmtuned`), then writing `/sys/kernel/mm/ksm` files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdminAction {
+    pub at: SimTime,
+    /// `Some(None)`: stop the daemon; `Some(Some(..))`: start this one, replacing a
+    /// running daemon (a restart computes its start-up values afresh).
+    pub ksmtuned: Option<Option<KsmtunedConfig>>,
+    /// The writes, in the order the boot-time `ksm:` key applies them.
+    pub ksm: Vec<Sysfs>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

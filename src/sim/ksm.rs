@@ -14,7 +14,7 @@ use crate::host::{Host, MemInfo};
 use crate::ksm::trace::Counters;
 use crate::ksm::{KsmError, Ksmd, MmStat, Sysfs};
 use crate::ksmtuned::{CommittedMeasure, Decision, Ksmtuned, Status};
-use crate::scenario::{Scenario, VmConfig};
+use crate::scenario::{AdminAction, KsmtunedConfig, Scenario, VmConfig};
 
 /// ksmd, ksmtuned and the page contents of every VM.
 pub(super) struct HostKsm {
@@ -26,19 +26,23 @@ pub(super) struct HostKsm {
     boots: Vec<u64>,
 }
 
-/// What a ksmtuned cycle changed, for the event log.
+/// What a ksmtuned cycle changed, for the event log. `before` and `after` are the
+/// kernel's values, which an admin may have written in between the daemon's cycles.
 pub(super) struct Cycle {
     pub before: Decision,
     pub after: Decision,
     pub free_kib: u64,
     pub committed_kib: u64,
     pub thres_kib: i64,
+    pub total_kib: u64,
+    /// The daemon's loop ended in this cycle, with bash's error.
+    pub exited: Option<String>,
 }
 
 impl HostKsm {
     /// `None` when ksmd can never run in this scenario (no contents are kept then).
     pub fn new(sc: &Scenario, mem_total_kib: u64) -> Option<HostKsm> {
-        if !sc.ksm.may_run() && sc.mom.is_none() {
+        if !sc.ksm_may_run() {
             return None;
         }
         let numa = u16::try_from(sc.host.numa_nodes).unwrap_or(u16::MAX);
@@ -124,21 +128,78 @@ impl HostKsm {
         let measure = self.tuned.as_ref()?.committed_measure();
         let committed_kib = self.committed_kib(&measure, host);
         let free_kib = (info.mem_free + info.buffers + info.cached) / 1024;
+        let before = self.decision();
         let tuned = self.tuned.as_mut()?;
         if *tuned.status() != Status::Running {
             return None;
         }
-        let before = tuned.sysfs();
-        let after = tuned.cycle(free_kib, committed_kib);
+        let run = tuned.cycle(free_kib, committed_kib).run;
         let thres_kib = tuned.thres();
-        self.write_sysfs(now, before, after);
+        let exited = match tuned.status() {
+            Status::Exited { error, .. } => Some(error.clone()),
+            _ => None,
+        };
+        if exited.is_none() {
+            self.write_sysfs(now, run);
+        }
         Some(Cycle {
             before,
-            after,
+            after: self.decision(),
             free_kib,
             committed_kib,
             thres_kib,
+            total_kib: info.mem_total / 1024,
+            exited,
         })
+    }
+
+    /// `run`, `pages_to_scan` and `sleep_millisecs` as the kernel holds them.
+    fn decision(&self) -> Decision {
+        let t = self.ksmd.tunables();
+        Decision {
+            run: t.run,
+            pages_to_scan: u32::try_from(t.pages_to_scan).unwrap_or(u32::MAX),
+            sleep_millisecs: u32::try_from(t.sleep_millisecs).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// An admin's action: `systemctl stop` or `restart ksmtuned`, then the sysfs
+    /// writes, each checked by the kernel. Returns what was done, for the event log.
+    pub fn admin(&mut self, now: SimTime, action: &AdminAction, mem_total_kib: u64) -> String {
+        self.ksmd.run_until(now);
+        let mut done = Vec::new();
+        match &action.ksmtuned {
+            Some(None) => {
+                let was = self.tuned.take();
+                done.push(match was {
+                    Some(_) => "systemctl stop ksmtuned".to_string(),
+                    None => "systemctl stop ksmtuned (it was not running)".to_string(),
+                });
+            }
+            Some(Some(cfg)) => {
+                let verb = if self.tuned.is_some() {
+                    "restart"
+                } else {
+                    "start"
+                };
+                self.tuned = Some(self.start_ksmtuned(cfg, mem_total_kib));
+                done.push(format!("systemctl {verb} ksmtuned ({})", cfg.variant));
+            }
+            None => {}
+        }
+        for &w in &action.ksm {
+            done.push(match self.ksmd.set(now, w) {
+                Ok(()) => format!("wrote {w}"),
+                Err(e) => format!("wrote {w}: refused ({e})"),
+            });
+        }
+        done.join("; ")
+    }
+
+    /// A daemon started now: its start-up reads MemTotal, and sysfs holds what the
+    /// kernel holds.
+    fn start_ksmtuned(&self, cfg: &KsmtunedConfig, mem_total_kib: u64) -> Ksmtuned {
+        Ksmtuned::new(cfg.variant, &cfg.conf, mem_total_kib).with_boot_sysfs(self.decision())
     }
 
     /// Writes to `/sys/kernel/mm/ksm` from another controller (MOM). The kernel may
@@ -162,22 +223,24 @@ impl HostKsm {
         )
     }
 
-    /// The script's writes: on a stop only `run`; on a start `pages_to_scan`,
-    /// `sleep_millisecs`, then `run`. The daemon's values are always ones the kernel
-    /// accepts, so no write fails.
-    fn write_sysfs(&mut self, now: SimTime, before: Decision, after: Decision) {
+    /// The script's writes, every cycle (ksmtuned.md §6): on a stop only `run` ← 0; on
+    /// a start `pages_to_scan` ← npages, `sleep_millisecs` ← sleep, then `run` ← 1.
+    /// The kernel refuses what is not an `unsigned int` (a negative npages, an unset
+    /// sleep) and keeps its value; an admin's values are overwritten, as on a host.
+    fn write_sysfs(&mut self, now: SimTime, run: u8) {
+        let Some(tuned) = self.tuned.as_ref() else {
+            return;
+        };
         let mut writes = Vec::new();
-        if after.run == 1 {
-            if after.pages_to_scan != before.pages_to_scan {
-                writes.push(Sysfs::PagesToScan(u64::from(after.pages_to_scan)));
+        if run == 1 {
+            if let Ok(pages) = u64::try_from(tuned.npages()) {
+                writes.push(Sysfs::PagesToScan(pages));
             }
-            if after.sleep_millisecs != before.sleep_millisecs {
-                writes.push(Sysfs::SleepMillisecs(u64::from(after.sleep_millisecs)));
+            if let Some(sleep) = tuned.sleep_msec().and_then(|s| u64::try_from(s).ok()) {
+                writes.push(Sysfs::SleepMillisecs(sleep));
             }
         }
-        if after.run != before.run || after.run == 1 {
-            writes.push(Sysfs::Run(u64::from(after.run)));
-        }
+        writes.push(Sysfs::Run(u64::from(run)));
         for w in writes {
             let _ = self.ksmd.set(now, w);
         }

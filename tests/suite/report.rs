@@ -75,6 +75,7 @@ fn scenario(name: &str, duration_s: u64) -> Scenario {
             ksmtuned: None,
         },
         vms: Vec::new(),
+        actions: Vec::new(),
     }
 }
 

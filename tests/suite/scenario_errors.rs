@@ -364,3 +364,27 @@ fn ksm_sections_and_content_keys() {
         &["x.yaml:7: ksmtuned: unknown ksmtuned variant \"sometimes\" (valid: off, proxmox, proxmox-1.4, fedora, debian, original-2010)"],
     );
 }
+
+/// `actions:`: every bad entry at once — an `at` past the end, an unknown key, a value
+/// the kernel refuses (checked in time order, so `pages_to_scan` after the admin
+/// switched on the scan-time advisor is EINVAL), an unknown daemon, an empty action.
+#[test]
+fn admin_actions() {
+    check(
+        "actions:\n  - at: 3h\n    ksm: {run: 2}\n  - at: 1h\n    ksm: {run: 3, page_to_scan: 5}\n  - at: 10m\n    ksm: {advisor_mode: scan-time}\n  - at: 20m\n    ksm: {pages_to_scan: 500}\n    ksmtuned: pve\n  - at: 30m\n  - {at: 40m, sysfs: {run: 1}}\n",
+        &[
+            "x.yaml:8: actions[0].at: 3h is after the end of the run (duration 2h)",
+            "x.yaml:11: actions[1].ksm.page_to_scan: unknown key \"page_to_scan\"; did you mean \"pages_to_scan\"?",
+            "x.yaml:11: actions[1].ksm.run: must be 0 (stop), 1 (run) or 2 (unmerge all)",
+            "x.yaml:15: actions[3].ksm.pages_to_scan: the kernel refuses this value (EINVAL: invalid value)",
+            "x.yaml:16: actions[3].ksmtuned: unknown ksmtuned variant \"pve\" (valid: off, proxmox, proxmox-1.4, fedora, debian, original-2010)",
+            "x.yaml:17: actions[4]: an action needs `ksm:` (sysfs writes) or `ksmtuned:` (off or a variant)",
+            "x.yaml:18: actions[5].sysfs: unknown key \"sysfs\" (valid: at, ksm, ksmtuned)",
+            "x.yaml:18: actions[5]: an action needs `ksm:` (sysfs writes) or `ksmtuned:` (off or a variant)",
+        ],
+    );
+    check(
+        "actions: {at: 1h}\n",
+        &["x.yaml:7: actions: expected a list of {at, ksm, ksmtuned} actions, found a mapping"],
+    );
+}

@@ -208,6 +208,7 @@ fn expected() -> Scenario {
             shapes(),
             vm(500, "vm500", GIB),
         ],
+        actions: Vec::new(),
     }
 }
 
@@ -261,6 +262,7 @@ fn minimal_file_gets_every_default() {
             }),
         },
         vms: vec![vm(100, "vm100", 2 * GIB)],
+        actions: Vec::new(),
     };
     assert_eq!(got, want);
 }

@@ -91,5 +91,6 @@ pub fn scenario(host_memory: u64, duration: SimTime, vms: Vec<VmConfig>) -> Scen
             ksmtuned: None,
         },
         vms,
+        actions: Vec::new(),
     }
 }
