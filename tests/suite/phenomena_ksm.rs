@@ -78,7 +78,7 @@ fn hugetlbfs_vms_are_invisible_to_ksm_while_thp_backed_ones_are_split_and_merged
     let at_peak = first(&r, |s| s.anon_huge_pages_bytes == peak).unwrap();
     let end = r.host.last().unwrap();
     assert!(
-        peak >= 2 * 200 << 20,
+        peak >= 400 << 20,
         "both THP clones' memwork is huge: {} MiB",
         mib(peak)
     );
