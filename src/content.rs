@@ -9,7 +9,9 @@
 //! * a page the guest touches for the first time, or reuses for another owner, gets
 //!   the new owner's content (a write: a merged page is copied first, COW);
 //! * a page handed back to the host (balloon, free page reporting) is discarded
-//!   (`MADV_DONTNEED`): nothing to merge any more;
+//!   (`MADV_DONTNEED`): nothing to merge any more. On THP-backed guest RAM a discard
+//!   from the guest's scattered free pages splits its huge page's PMD; one from its
+//!   contiguous free blocks takes whole huge pages (as the host model counts them);
 //! * a page freed inside the guest keeps its last content (a merged page stays shared
 //!   until ksmd next looks) — or is zeroed where the guest zeroes freed memory
 //!   (Windows' zero-page thread, Linux `init_on_free=1`);
@@ -27,6 +29,7 @@ use crate::engine::SimTime;
 use crate::guest::{Guest, Owner, PageMove};
 use crate::ksm::hash::mix64;
 use crate::ksm::ksmd::ZERO_CONTENT;
+use crate::ksm::thp::Region;
 use crate::ksm::{KsmError, Ksmd, MmId, MmOptions};
 use crate::scenario::{Content, VmConfig};
 
@@ -70,17 +73,23 @@ pub fn mergeable(vm: &VmConfig) -> bool {
 
 impl Contents {
     /// QEMU starts: a new mm of the guest's RAM, madvised mergeable, with the contents
-    /// the booted guest already holds (kernel; Windows' zeroed RAM). `boot` numbers
+    /// the booted guest already holds (kernel, Linux's freed boot memory; Windows'
+    /// zeroed RAM). `boot` numbers
     /// the VM's starts, so a restarted VM does not find its old private contents.
+    /// `thp`: the host backs guest RAM with transparent huge pages.
     pub fn boot(
         ksmd: &mut Ksmd,
         now: SimTime,
         vm: &VmConfig,
-        boot: u64,
+        (boot, thp): (u64, bool),
         guest: &Guest,
     ) -> Result<Contents, KsmError> {
         let ram = u32::try_from(vm.memory / 4096).map_err(|_| KsmError::TooManyPages(u32::MAX))?;
-        let mm = ksmd.add_mm(ram, MmOptions::default())?;
+        let opts = MmOptions {
+            thp,
+            ..MmOptions::default()
+        };
+        let mm = ksmd.add_mm(ram, opts)?;
         let template = vm.template.as_deref().map_or_else(
             || key_of(&format!("vm/{}", vm.vmid)),
             |t| key_of(&format!("template/{t}")),
@@ -103,8 +112,15 @@ impl Contents {
                         let content = c.kernel_page(page);
                         ksmd.write_page(mm, page, content)?;
                     }
+                    // Windows zeroed its RAM; Linux freed boot memory holds what boot
+                    // put there (zeros with init_on_free).
                     Owner::FreeScattered | Owner::FreeContig => {
-                        ksmd.write_page(mm, page, ZERO_CONTENT)?;
+                        let content = if c.cfg.zero_freed {
+                            ZERO_CONTENT
+                        } else {
+                            c.kernel_page(page)
+                        };
+                        ksmd.write_page(mm, page, content)?;
                     }
                     _ => {}
                 }
@@ -118,12 +134,15 @@ impl Contents {
         self.mm
     }
 
-    /// Carries the guest's page moves of one step over to the page contents.
-    pub fn apply(&mut self, ksmd: &mut Ksmd, moves: &[PageMove]) -> Result<(), KsmError> {
+    /// Carries the guest's page moves of one step over to the page contents. Returns
+    /// how many of the scattered pages handed back lay in huge pages KSM had split:
+    /// those 4 KiB pages are freed at once, not held for the deferred split.
+    pub fn apply(&mut self, ksmd: &mut Ksmd, moves: &[PageMove]) -> Result<u64, KsmError> {
+        let mut freed_at_once = 0;
         for m in moves {
-            self.apply_move(ksmd, m)?;
+            freed_at_once += self.apply_move(ksmd, m)?;
         }
-        Ok(())
+        Ok(freed_at_once)
     }
 
     /// The guest's processes wrote these pages: each gets a fresh content.
@@ -135,18 +154,22 @@ impl Contents {
         Ok(())
     }
 
-    fn apply_move(&mut self, ksmd: &mut Ksmd, m: &PageMove) -> Result<(), KsmError> {
+    fn apply_move(&mut self, ksmd: &mut Ksmd, m: &PageMove) -> Result<u64, KsmError> {
         let n = m.pages.len() as u64;
         self.forget(m.from, m.to, n);
         let backed = !matches!(m.from, Owner::FreeUntouched | Owner::Balloon);
+        let mut freed_at_once = 0;
         match m.to {
-            Owner::FreeUntouched | Owner::Balloon => {
-                if backed {
-                    for &page in &m.pages {
-                        ksmd.unmap(self.mm, page, page + 1)?;
+            Owner::FreeUntouched | Owner::Balloon if backed => {
+                for &page in &m.pages {
+                    if m.from != Owner::FreeContig {
+                        freed_at_once += u64::from(self.ksm_split(ksmd, page));
+                        ksmd.split_huge_pmd(self.mm, page)?;
                     }
+                    ksmd.unmap(self.mm, page, page + 1)?;
                 }
             }
+            Owner::FreeUntouched | Owner::Balloon => {}
             Owner::FreeScattered | Owner::FreeContig => {
                 if self.cfg.zero_freed && !is_free(m.from) {
                     for &page in &m.pages {
@@ -162,7 +185,18 @@ impl Contents {
                 }
             }
         }
-        Ok(())
+        Ok(freed_at_once)
+    }
+
+    /// Whether `page` lies in a huge page that KSM split into 4 KiB pages.
+    fn ksm_split(&self, ksmd: &Ksmd, page: u32) -> bool {
+        ksmd.huge_regions(self.mm)
+            .is_some_and(|h| h.state(page) == Region::Split)
+    }
+
+    /// Present guest pages the host maps with huge pages (`AnonHugePages`).
+    pub fn anon_huge_pages(&self, ksmd: &Ksmd) -> u64 {
+        ksmd.huge_regions(self.mm).map_or(0, |h| h.huge_pages())
     }
 
     /// Updates the per-process page counts for `n` pages leaving `from` for `to`.

@@ -28,6 +28,10 @@ pub struct HostSample {
     pub qemu_overhead_bytes: u64,
     /// Discarded 4 KiB pages still held in partly-split host THPs.
     pub thp_deferred_bytes: u64,
+    /// `/proc/meminfo` AnonHugePages: guest RAM mapped by whole 2 MiB huge pages (of
+    /// the pages the guests touched). Exact for VMs whose pages KSM follows; for the
+    /// others all resident guest RAM on a THP host counts (an upper bound).
+    pub anon_huge_pages_bytes: u64,
     pub zfs_arc_bytes: u64,
     pub swap_total_bytes: u64,
     pub swap_used_bytes: u64,

@@ -35,7 +35,7 @@ use crate::guest::{Counters, Guest, GuestEvent, HostDelta};
 use crate::host::{Host, HostCounters, OutOfMemory};
 use crate::metrics::{Event as Record, EventKind, HostSample, RunResult, Summary, VmSample};
 use crate::mom::Mom;
-use crate::scenario::{Scenario, VmConfig};
+use crate::scenario::{Scenario, Thp, VmConfig};
 use ksm::{Cycle, HostKsm};
 
 /// The one event type.
@@ -315,6 +315,24 @@ impl<'a> Sim<'a> {
         &self.sc.vms[i]
     }
 
+    /// Σ `AnonHugePages` of the guests, pages: what ksmd's page tables say for the VMs
+    /// whose pages KSM follows; all resident guest RAM of the other THP-backed VMs
+    /// (hugetlbfs is not anonymous memory).
+    fn anon_huge_pages(&self) -> u64 {
+        if self.sc.host.thp == Thp::Never {
+            return 0;
+        }
+        (0..self.vms.len())
+            .map(
+                |i| match self.ksm.as_ref().and_then(|k| k.anon_huge_pages(i)) {
+                    Some(n) => n,
+                    None if self.cfg(i).hugepages => 0,
+                    None => self.host.backing(i).resident,
+                },
+            )
+            .sum()
+    }
+
     fn record(&mut self, t: SimTime, vmid: u32, kind: EventKind, value: i64, detail: String) {
         self.out.events.push(Record {
             t_s: nominal(t).as_secs_f64(),
@@ -468,11 +486,17 @@ impl<'a> Sim<'a> {
         let Some(g) = self.vms[i].guest.as_mut() else {
             return;
         };
-        if let Some(k) = self.ksm.as_mut() {
-            k.settle(i, g, dt)
-                .expect("guest page indices lie inside the VM's ksmd mm");
-        }
-        let delta: HostDelta = g.take_delta();
+        let freed_at_once = match self.ksm.as_mut() {
+            Some(k) => k
+                .settle(i, g, dt)
+                .expect("guest page indices lie inside the VM's ksmd mm"),
+            None => 0,
+        };
+        let mut delta: HostDelta = g.take_delta();
+        // Scattered pages of huge pages KSM split are 4 KiB pages: freed at once.
+        let n = freed_at_once.min(delta.discard_scattered);
+        delta.discard_scattered -= n;
+        delta.discard_contig += n;
         let events = g.take_events();
         let now = g.counters();
         let prev = std::mem::replace(&mut self.vms[i].prev_tick, now);
@@ -726,6 +750,7 @@ impl<'a> Sim<'a> {
             guest_resident_bytes: self.host.guest_resident() * PAGE,
             qemu_overhead_bytes: self.host.qemu_overhead() * PAGE,
             thp_deferred_bytes: self.host.thp_deferred() * PAGE,
+            anon_huge_pages_bytes: self.anon_huge_pages() * PAGE,
             zfs_arc_bytes: self.host.zfs_arc() * PAGE,
             swap_total_bytes: self.host.swap_total() * PAGE,
             swap_used_bytes: self.host.swap_used() * PAGE,

@@ -52,6 +52,15 @@ pub struct PageMove {
     pub pages: Vec<u32>,
 }
 
+/// A booted guest's free memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BootFree {
+    /// Zeroed at boot, all of it (Windows).
+    Touched,
+    /// Never touched, but for `boot_freed` pages freed after boot (Linux).
+    Untouched { boot_freed: u64 },
+}
+
 /// Index stacks per owner. Stacks pop from the top: the most recently freed pages are
 /// reused first, like the buddy allocator's hot pages.
 #[derive(Clone, Debug)]
@@ -139,23 +148,28 @@ pub(super) struct Taken {
 impl Pages {
     /// `ram` pages: `reserved` then `kernel` as a fixed prefix, the rest free —
     /// untouched, or touched in whole blocks when `touched_free` (Windows zeroes its
-    /// RAM at boot).
-    pub fn new(ram: u64, reserved: u64, kernel: u64, procs: usize, touched_free: bool) -> Pages {
+    /// RAM at boot). Of an untouched rest, the first `boot_freed` pages are touched
+    /// scattered free pages: what Linux freed after boot.
+    pub fn new(ram: u64, reserved: u64, kernel: u64, procs: usize, free: BootFree) -> Pages {
         let ram = u32::try_from(ram).expect("guest RAM fits in u32 pages (16 TiB)");
         let r = reserved as u32;
         let k = r + kernel as u32;
-        let mut free = Stack::default();
-        free.push_run(k..ram);
-        let (untouched, contig) = if touched_free {
-            (Stack::default(), free)
-        } else {
-            (free, Stack::default())
-        };
+        let mut untouched = Stack::default();
+        let mut scattered = Stack::default();
+        let mut contig = Stack::default();
+        match free {
+            BootFree::Touched => contig.push_run(k..ram),
+            BootFree::Untouched { boot_freed } => {
+                let b = (k + boot_freed as u32).min(ram);
+                untouched.push_run(b..ram);
+                scattered.push_run(k..b);
+            }
+        }
         Pages {
             reserved: 0..r,
             kernel: r..k,
             untouched,
-            scattered: Stack::default(),
+            scattered,
             contig,
             cache_cold: Stack::default(),
             balloon: Stack::default(),

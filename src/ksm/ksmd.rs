@@ -47,8 +47,9 @@
 //! decided by the order pages are visited, which follows the kernel's scan order
 //! exactly (mm list order, address order, one page at a time), so results are the same
 //! page for page. What the model leaves out is documented where it matters: side work
-//! of rbtree walks on unrelated nodes (`stable.rs`), THP splitting, page migration,
-//! failed merges (page locks, GUP pins), and swap.
+//! of rbtree walks on unrelated nodes (`stable.rs`), page migration, failed merges
+//! (page locks, GUP pins, failed THP splits), and swap. THP-backed mms split the huge
+//! page of a page before merging it ([`super::thp`]).
 
 use super::hash::{mix64, IntMap};
 use super::mm::{
@@ -56,6 +57,7 @@ use super::mm::{
     PTE_ZERO, STABLE, UNSTABLE,
 };
 use super::stable::{Root, StableTree, NONE};
+use super::thp::HugeRegions;
 use super::timing::{
     msecs_to_jiffies, scan_time_advisor, AdvisorCtx, AdvisorMode, AdvisorTunables, CostModel,
 };
@@ -87,6 +89,9 @@ pub struct MmId(pub u32);
 pub struct MmOptions {
     /// Memory backed by hugetlbfs: `MADV_MERGEABLE` is ignored, KSM never sees it.
     pub hugetlb: bool,
+    /// Transparent huge pages back the memory (see [`super::thp`]): faults map 2 MiB
+    /// huge pages, which ksmd splits before it merges a page of one.
+    pub thp: bool,
     /// `(first page, NUMA node)` runs; empty = all pages on node 0.
     pub numa: Vec<(u32, u16)>,
 }
@@ -431,7 +436,11 @@ impl Ksmd {
             .collect();
         let base = self.alloc_space(pages)?;
         let id = self.mms.len() as u32;
-        self.mms.push(Mm::new(pages, base, numa, opts.hugetlb));
+        let mut mm = Mm::new(pages, base, numa, opts.hugetlb);
+        if opts.thp && !opts.hugetlb {
+            mm.thp = Some(HugeRegions::new(pages));
+        }
+        self.mms.push(mm);
         self.insert_space(base, pages, id);
         Ok(MmId(id))
     }
@@ -552,6 +561,21 @@ impl Ksmd {
         Ok(())
     }
 
+    /// `MADV_DONTNEED` of part of a THP-backed 2 MiB region splits its PMD
+    /// (`__split_huge_pmd`) before the pages go; call before [`Ksmd::unmap`].
+    pub fn split_huge_pmd(&mut self, mm: MmId, page: u32) -> Result<(), KsmError> {
+        self.check_range(mm, page, page.saturating_add(1))?;
+        if let Some(h) = self.mms[mm.0 as usize].thp.as_mut() {
+            h.split_pmd(page);
+        }
+        Ok(())
+    }
+
+    /// The THP state of a THP-backed mm (`None` otherwise).
+    pub fn huge_regions(&self, mm: MmId) -> Option<&HugeRegions> {
+        self.mms.get(mm.0 as usize)?.thp.as_ref()
+    }
+
     /// `MADV_MERGEABLE` on a range (registers the mm with ksmd on first use).
     pub fn madvise_mergeable(
         &mut self,
@@ -651,6 +675,7 @@ impl Ksmd {
         let p = &self.mms[parent.0 as usize];
         let mut child = Mm::new(len, base, p.numa.clone(), p.hugetlb);
         child.merge_any = p.merge_any;
+        child.thp = p.thp.clone();
         let registered = p.registered;
         let mut ksm_maps = Vec::new();
         for i in 0..p.pages.len() as usize {
@@ -762,6 +787,11 @@ impl Ksmd {
         match self.flags(r) & PTE_MASK {
             PTE_KSM => self.drop_ksm_mapping(r),
             PTE_ZERO => self.drop_zero_mapping(r),
+            PTE_NONE => {
+                if let Some(h) = self.mms[r.mm as usize].thp.as_mut() {
+                    h.fault(r.page);
+                }
+            }
             _ => {}
         }
         self.set_pte(r, PTE_ANON);
@@ -772,9 +802,20 @@ impl Ksmd {
         match self.flags(r) & PTE_MASK {
             PTE_KSM => self.drop_ksm_mapping(r),
             PTE_ZERO => self.drop_zero_mapping(r),
+            PTE_NONE => return,
             _ => {}
         }
+        if let Some(h) = self.mms[r.mm as usize].thp.as_mut() {
+            h.zap(r.page);
+        }
         self.set_pte(r, PTE_NONE);
+    }
+
+    /// `try_to_merge_one_page` splits the huge page a page lies in before merging it.
+    fn split_huge_page(&mut self, r: PageRef) {
+        if let Some(h) = self.mms[r.mm as usize].thp.as_mut() {
+            h.split_for_merge(r.page);
+        }
     }
 
     /// `break_ksm`: a KSM page or KSM zero page becomes a private copy.
@@ -1289,6 +1330,7 @@ impl Ksmd {
             }
             if self.tun.use_zero_pages && cs == checksum(ZERO_CONTENT) && content == ZERO_CONTENT {
                 // try_to_merge_with_zero_page
+                self.split_huge_page(r);
                 self.set_pte(r, PTE_ZERO);
                 self.zero_pages += 1;
                 self.mms[r.mm as usize].zero_pages += 1;
@@ -1330,6 +1372,7 @@ impl Ksmd {
 
     /// The page's PTE now maps KSM page `k` (replace_page, or the page itself upgraded).
     fn map_ksm_page(&mut self, r: PageRef, k: u32) {
+        self.split_huge_page(r);
         self.set_pte(r, PTE_KSM);
         self.pages_mut(r.mm).node[r.page as usize] = k;
         self.add_mapping(k);
@@ -1702,7 +1745,11 @@ impl Ksmd {
         let mms: usize = self
             .mms
             .iter()
-            .map(|m| m.pages.heap_bytes() + m.numa.capacity() * 8)
+            .map(|m| {
+                m.pages.heap_bytes()
+                    + m.numa.capacity() * 8
+                    + m.thp.as_ref().map_or(0, HugeRegions::heap_bytes)
+            })
             .sum::<usize>()
             + self.mms.capacity() * std::mem::size_of::<Mm>();
         let unstable: usize = self.unstable.iter().map(UnstableTable::heap_bytes).sum();
@@ -1842,6 +1889,7 @@ mod tests {
                                 n,
                                 MmOptions {
                                     hugetlb: rng.random_bool(0.1),
+                                    thp: false,
                                     numa,
                                 },
                             )

@@ -13,6 +13,7 @@
 //! item is at most one pass old when ksmd meets it again.
 
 use super::stable::NONE;
+use super::thp::HugeRegions;
 
 /// Page-table state of an address (two bits of [`Pages::flags`]).
 pub const PTE_MASK: u8 = 0b11;
@@ -120,6 +121,8 @@ pub struct Mm {
     pub numa: Vec<(u32, u16)>,
     /// Backed by hugetlbfs: KSM never sees it (`vma_ksm_compatible` refuses VM_HUGETLB).
     pub hugetlb: bool,
+    /// THP-backed (`MADV_HUGEPAGE` with THP `madvise` or `always`): its 2 MiB regions.
+    pub thp: Option<HugeRegions>,
     pub state: MmState,
     /// On the mm_slot list (`MMF_VM_MERGEABLE`).
     pub registered: bool,
@@ -141,6 +144,7 @@ impl Mm {
             base,
             numa,
             hugetlb,
+            thp: None,
             state: MmState::Active,
             registered: false,
             merge_any: false,

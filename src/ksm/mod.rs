@@ -9,6 +9,7 @@ pub mod mm;
 pub mod real;
 pub mod sim;
 pub mod stable;
+pub mod thp;
 pub mod timing;
 pub mod trace;
 pub mod unstable;

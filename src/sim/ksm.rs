@@ -14,7 +14,7 @@ use crate::host::{Host, MemInfo};
 use crate::ksm::trace::Counters;
 use crate::ksm::{KsmError, Ksmd, MmStat, Sysfs};
 use crate::ksmtuned::{CommittedMeasure, Decision, Ksmtuned, Status};
-use crate::scenario::{AdminAction, KsmtunedConfig, Scenario, VmConfig};
+use crate::scenario::{AdminAction, KsmtunedConfig, Scenario, Thp, VmConfig};
 
 /// ksmd, ksmtuned and the page contents of every VM.
 pub(super) struct HostKsm {
@@ -24,6 +24,8 @@ pub(super) struct HostKsm {
     vms: Vec<Option<Contents>>,
     /// Starts per VM, so that a restarted VM's private contents are new.
     boots: Vec<u64>,
+    /// The host backs guest RAM with transparent huge pages (`host.thp` not `never`).
+    thp: bool,
 }
 
 /// What a ksmtuned cycle changed, for the event log. `before` and `after` are the
@@ -65,6 +67,7 @@ impl HostKsm {
             tuned,
             vms: vec![None; sc.vms.len()],
             boots: vec![0; sc.vms.len()],
+            thp: sc.host.thp != Thp::Never,
         })
     }
 
@@ -87,7 +90,8 @@ impl HostKsm {
             return Ok(());
         }
         self.boots[i] += 1;
-        let contents = Contents::boot(&mut self.ksmd, now, cfg, self.boots[i], guest)?;
+        let boot = (self.boots[i], self.thp);
+        let contents = Contents::boot(&mut self.ksmd, now, cfg, boot, guest)?;
         guest.record_page_moves();
         self.vms[i] = Some(contents);
         Ok(())
@@ -107,13 +111,23 @@ impl HostKsm {
     }
 
     /// Carries a guest's page moves and writes of the last step over to its contents.
-    pub fn settle(&mut self, i: usize, guest: &mut Guest, dt: SimTime) -> Result<(), KsmError> {
+    /// Returns how many scattered pages it handed back lay in huge pages KSM had split
+    /// (freed at once rather than held for the deferred split).
+    pub fn settle(&mut self, i: usize, guest: &mut Guest, dt: SimTime) -> Result<u64, KsmError> {
         let Some(c) = self.vms[i].as_mut() else {
-            return Ok(());
+            return Ok(0);
         };
         let moves = guest.take_page_moves();
-        c.apply(&mut self.ksmd, &moves)?;
-        c.write(&mut self.ksmd, &guest.written_pages(dt))
+        let freed_at_once = c.apply(&mut self.ksmd, &moves)?;
+        c.write(&mut self.ksmd, &guest.written_pages(dt))?;
+        Ok(freed_at_once)
+    }
+
+    /// `AnonHugePages` of a running, mergeable VM's guest RAM, in pages (`None` when
+    /// memsim does not follow its pages).
+    pub fn anon_huge_pages(&self, i: usize) -> Option<u64> {
+        let c = self.vms[i].as_ref()?;
+        Some(c.anon_huge_pages(&self.ksmd))
     }
 
     /// Passes the current savings and slab to the host.

@@ -28,7 +28,7 @@ const FILES: [&str; 12] = [
 ];
 const HOST_COLUMNS: &str = "t_s,mem_total_bytes,mem_free_bytes,buffers_bytes,cached_bytes,\
     mem_available_bytes,memused_bytes,target_bytes,goal_bytes,host_reserved_bytes,\
-    guest_resident_bytes,qemu_overhead_bytes,thp_deferred_bytes,zfs_arc_bytes,\
+    guest_resident_bytes,qemu_overhead_bytes,thp_deferred_bytes,anon_huge_pages_bytes,zfs_arc_bytes,\
     swap_total_bytes,swap_used_bytes,host_swap_out_pages,host_swap_in_pages,vms_running,\
     ksm_saved_bytes,ksm_run,ksm_pages_to_scan,ksm_sleep_millisecs,ksm_full_scans,\
     ksm_pages_scanned,ksm_pages_shared,ksm_pages_sharing,ksm_pages_unshared,\

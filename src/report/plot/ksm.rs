@@ -1,5 +1,6 @@
 //! `ksm`: what KSM did — the sysfs page counters and the memory it saved over time,
-//! with every full scan marked, and how fast ksmd scanned and skipped.
+//! with every full scan marked, and how fast ksmd scanned and skipped. On a THP host it
+//! also draws AnonHugePages, which falls as ksmd splits huge pages to merge them.
 //!
 //! The counters are what `/sys/kernel/mm/ksm` shows (they lag the real page tables
 //! until ksmd's next visit); "saved" is the memory merging saves at that moment, the
@@ -41,6 +42,10 @@ const COUNTERS: [Counter; 5] = [
     }),
 ];
 
+const ANON_HUGE_PAGES: Counter = ("AnonHugePages (host)", RGBColor(140, 86, 75), |h| {
+    h.anon_huge_pages_bytes
+});
+
 const RATES: [Counter; 2] = [
     ("pages scanned", RGBColor(31, 119, 180), |h| {
         h.ksm_pages_scanned
@@ -67,8 +72,11 @@ pub(super) struct Ksm<'a> {
 impl<'a> Ksm<'a> {
     pub(super) fn new(frame: &'a Frame<'a>, result: &RunResult) -> Self {
         let host = &result.host;
+        // AnonHugePages only where THPs back guest RAM: merging splits them.
+        let thp = host.iter().any(|h| h.anon_huge_pages_bytes > 0);
         let sizes = COUNTERS
             .iter()
+            .chain(thp.then_some(&ANON_HUGE_PAGES))
             .map(|&(label, color, bytes)| {
                 let points: Points = host
                     .iter()
