@@ -693,6 +693,7 @@ impl<'a> Sim<'a> {
             oom_kills: c.oom_kills,
             host_resident_bytes: backing.resident * PAGE,
             host_swapped_bytes: backing.swapped * PAGE,
+            pve_memhost_bytes: (backing.resident + backing.overhead) * PAGE,
             ..VmSample::default()
         };
         vm.last = c;
@@ -710,6 +711,12 @@ impl<'a> Sim<'a> {
             row.guest_kernel_bytes = g.kernel() * PAGE;
             row.guest_swap_used_bytes = g.swap_used() * PAGE;
         }
+        row.pve_mem_bytes = match (&vm.guest, cfg.balloon_device && cfg.balloon_driver) {
+            // `vmstatus` takes `total_mem − free_mem` from `query-balloon` when the
+            // guest delivers statistics, else keeps the host's `memhost`.
+            (Some(g), true) => (g.mem_total() * PAGE).saturating_sub(g.stat_free_bytes()),
+            _ => row.pve_memhost_bytes,
+        };
         row
     }
 

@@ -26,6 +26,7 @@ mod ksmtuned;
 mod ksmtuned_differential;
 mod lab_e3;
 mod mom;
+mod phenomena_balloon;
 mod policy;
 mod quickstart;
 mod report;
