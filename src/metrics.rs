@@ -91,7 +91,7 @@ pub struct VmSample {
     /// Windows: AvailablePages); without them it falls back to `memhost`.
     pub pve_mem_bytes: u64,
     /// qemu-server's `memhost`: the VM cgroup's memory less file pages (pve-common
-    /// `PVE::CGroup::get_memory_stat`, since qemu-server 9.0, fix #6935): the guest RAM
+    /// `PVE::CGroup::get_memory_stat`; qemu-server 551c0078, fix #6935): the guest RAM
     /// QEMU holds plus QEMU's own overhead; KSM merging is not taken into account.
     pub pve_memhost_bytes: u64,
 }
