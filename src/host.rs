@@ -251,21 +251,10 @@ impl Host {
         if !self.vms[vm].running || self.vms[vm].pinned {
             return Ok(());
         }
-        // A guest cannot discard a page it never touched, so discards beyond what the
-        // host holds are pages first touched in this same step — at boot, when the
-        // guest touches its kernel, caches and (Windows) all of its RAM and
-        // qemu-server's start-up balloon target takes pages back at once. Such pages
-        // never need host memory; before, they stayed resident for good.
-        let b = self.vms[vm];
-        let discards = d.discard_contig + d.discard_scattered;
-        let same_step = discards
-            .saturating_sub(b.resident + b.swapped)
-            .min(d.touched);
         self.discard(vm, d.discard_contig, false);
         self.discard(vm, d.discard_scattered, self.thp_backed);
-        let touched = d.touched - same_step;
-        let short = self.make_room(touched);
-        self.vms[vm].resident += touched;
+        let short = self.make_room(d.touched);
+        self.vms[vm].resident += d.touched;
         short
     }
 

@@ -32,7 +32,7 @@ use crate::guest::{Counters, Guest, GuestEvent, HostDelta};
 use crate::host::{Host, HostCounters, OutOfMemory};
 use crate::metrics::{Event as Record, EventKind, HostSample, RunResult, Summary, VmSample};
 use crate::mom::Mom;
-use crate::scenario::{Scenario, VmConfig};
+use crate::scenario::{Os, Scenario, VmConfig};
 use ksm::{Cycle, HostKsm};
 
 /// The one event type.
@@ -332,6 +332,12 @@ impl<'a> Sim<'a> {
         let pinned = cfg.passthrough || cfg.hugepages;
         if let Err(oom) = self.host.start_vm(i, cfg.memory / PAGE, pinned) {
             self.host_oom(t, oom);
+        }
+        if cfg.os == Os::Windows {
+            // Windows zeroes all of its RAM while it boots, before its balloon driver
+            // loads: QEMU has faulted all of it in by the time the start-up target is
+            // inflated, so the balloon's discards free host memory from the first step.
+            self.settle_guest(t, i, SimTime::ZERO);
         }
     }
 
