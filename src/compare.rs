@@ -13,6 +13,7 @@
 //! policy needs no change here.
 
 mod metrics;
+mod page;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub const MAX_SEEDS: usize = 1000;
 #[derive(Clone, Debug)]
 pub struct Plan {
     scenario: Scenario,
+    /// The scenario file's text, for report.html.
+    source: Option<String>,
     policies: Vec<Policy>,
     seeds: Vec<u64>,
 }
@@ -66,13 +69,25 @@ impl Plan {
             .collect();
         Ok(Plan {
             scenario,
+            source: None,
             policies,
             seeds,
         })
     }
 
+    /// The YAML text the scenario was read from, shown in report.html (without it,
+    /// the report shows the scenario as resolved).
+    pub fn with_source(mut self, yaml: String) -> Plan {
+        self.source = Some(yaml);
+        self
+    }
+
     pub fn scenario(&self) -> &Scenario {
         &self.scenario
+    }
+
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
     }
 
     pub fn policies(&self) -> &[Policy] {
@@ -160,13 +175,13 @@ pub struct Comparison {
 #[derive(Debug)]
 pub struct Outcome {
     pub comparison: Comparison,
-    /// comparison.csv and the plots.
+    /// comparison.csv, the plots and report.html.
     pub files: Vec<PathBuf>,
 }
 
-/// Does every run of `plan` (each run's outputs to `out/<run id>/`), then writes
-/// comparison.csv and the comparison plots to `out`, all staged before any replaces
-/// an earlier file.
+/// Does every run of `plan` (each run's outputs, report.html included, to
+/// `out/<run id>/`), then writes comparison.csv and the comparison plots to `out`, all
+/// staged before any replaces an earlier file, and report.html from them.
 pub fn execute(plan: &Plan, out: &Path, progress: &ProgressBar) -> anyhow::Result<Outcome> {
     let runs = plan.runs();
     progress.set_length(runs.len() as u64);
@@ -201,14 +216,16 @@ pub fn execute(plan: &Plan, out: &Path, progress: &ProgressBar) -> anyhow::Resul
             result: &runs[0].1,
         })
         .collect();
-    let files = comparisons::write_compare(
+    let csv = table::csv(&comparison)?;
+    let mut files = comparisons::write_compare(
         out,
         &plan.scenario,
         &caption(&comparison),
         &overlays,
         &bar_panels(&comparison),
-        table::csv(&comparison)?,
+        &csv,
     )?;
+    files.push(page::write(out, plan, &comparison, &csv, &files)?);
     Ok(Outcome { comparison, files })
 }
 
@@ -216,7 +233,7 @@ fn run_one(plan: &Plan, run: &Run, out: &Path) -> anyhow::Result<(RunMetrics, Ru
     let sc = plan.run_scenario(run);
     let result = crate::sim::run(&sc);
     let dir = out.join(&run.id);
-    crate::report::write_run(&dir, &sc, &result)
+    crate::report::write_run_with_report(&dir, &sc, &result, None)
         .with_context(|| format!("writing the run {}", run.id))?;
     Ok((RunMetrics::of(&result), result))
 }

@@ -18,6 +18,7 @@
 //! (`shard.rs`). Policies are applied with [`Policy::apply`]; a new policy needs no
 //! change here.
 
+mod page;
 mod results;
 mod search;
 mod shard;
@@ -264,8 +265,8 @@ pub struct Done {
     pub files: Vec<PathBuf>,
 }
 
-/// Searches every policy of `shard` (or all), in parallel, and writes density.csv
-/// and the density plot to `out` — or, for a shard, its manifest for `memsim merge`.
+/// Searches every policy of `shard` (or all), in parallel, and writes density.csv,
+/// the density plot and report.html to `out` — or, for a shard, its manifest for `memsim merge`.
 pub fn execute(
     search: &Search,
     shard: Option<Shard>,
@@ -288,7 +289,7 @@ pub fn execute(
         .count();
     let results = Results::new(search.definition.clone(), evaluations);
     let files = match shard {
-        None => results.write(out)?,
+        None => results.write(out, &search.text)?,
         Some(s) => {
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
             vec![shard::write_manifest(out, s, search, &results)?]

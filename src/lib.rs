@@ -14,6 +14,7 @@ pub mod mom;
 pub mod policy;
 pub mod report;
 pub mod scenario;
+pub mod sidechannel;
 pub mod sim;
 pub mod sweep;
 pub mod workload;

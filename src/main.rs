@@ -202,6 +202,24 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The KSM side channel (CVE-2021-3714): how often an attacker VM that times writes
+    /// to its copies of some software's pages guesses right whether a victim VM runs it.
+    ///
+    /// Runs every ksmd configuration of the experiment file for its trials on the
+    /// simulated ksmd, prints a table and writes side_channel.csv and
+    /// side_channel.png/.svg (accuracy against wait, chance line) to --out (default:
+    /// output/<experiment name>). See docs/side-channel.md.
+    SideChannel {
+        /// Experiment file (YAML), e.g. scenarios/ksm-side-channel.yaml.
+        scenario: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads for the trials (default: all cores). Results do not depend
+        /// on it.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Answer "what would upstream do with these inputs" for a replayed component.
     #[command(subcommand)]
     Replay(Replay),
@@ -315,6 +333,11 @@ fn main() -> ExitCode {
             out,
         } => ksm_trace(&workload, real, out.as_deref()),
         Command::Calibrate { workload, out } => calibrate(&workload, out),
+        Command::SideChannel {
+            scenario,
+            out,
+            threads,
+        } => side_channel(&scenario, out, threads),
         Command::Replay(Replay::Ksmtuned {
             variant,
             conf,
@@ -432,6 +455,33 @@ fn ksm_trace(path: &Path, real: bool, out: Option<&Path>) -> ExitCode {
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+fn side_channel(path: &Path, out: Option<PathBuf>, threads: Option<usize>) -> ExitCode {
+    use memsim::sidechannel;
+    let e = match sidechannel::load(path) {
+        Ok(e) => e,
+        Err(err) => return bad_input(&err),
+    };
+    let pool = match thread_pool(threads) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let rows = match pool.install(|| sidechannel::run(&e)) {
+        Ok(rows) => rows,
+        Err(err) => return fail(&err),
+    };
+    print!("{}", sidechannel::table(&e, &rows));
+    let dir = out.unwrap_or_else(|| Path::new("output").join(&e.name));
+    match sidechannel::write(&dir, &e, &rows) {
+        Ok(paths) => {
+            for p in paths {
+                println!("wrote {}", p.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err),
     }
 }
 
@@ -679,8 +729,11 @@ fn compare(
     threads: Option<usize>,
 ) -> ExitCode {
     use memsim::compare::{self, Plan};
-    let plan = match scenario::load(path) {
-        Ok(sc) => Plan::new(sc, policies, seeds),
+    let plan = match load_with_source(Some(path)) {
+        Ok((sc, source)) => Plan::new(sc, policies, seeds).map(|plan| match source {
+            Some(yaml) => plan.with_source(yaml),
+            None => plan,
+        }),
         Err(e) => {
             eprintln!("{e}");
             Err(compare::option_problems(policies, seeds))

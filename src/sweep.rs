@@ -28,6 +28,7 @@ mod heatmap;
 /// The scenario loader's YAML reader: a tree whose nodes know their line.
 use crate::scenario::located;
 mod merge;
+mod page;
 mod path;
 mod set;
 mod shard;
@@ -149,6 +150,8 @@ pub struct Run {
 pub struct Sweep {
     definition: Definition,
     fingerprint: String,
+    /// The scenario file's text (what the fingerprint covers), for report.html.
+    text: String,
     points: Vec<Scenario>,
 }
 
@@ -248,6 +251,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Sweep, ScenarioE
     match points.filter(|_| p.list.is_empty()) {
         Some(points) => Ok(Sweep {
             fingerprint: shard::fingerprint(text, &definition),
+            text: text.to_string(),
             definition,
             points,
         }),
@@ -286,8 +290,8 @@ pub fn progress_bar(runs: usize) -> ProgressBar {
 }
 
 /// Does the runs of `sweep` (those of `shard`, or all), writing each run's outputs to
-/// `out/runs/<run id>/`; then `sweep.csv` (and the heatmap) for a whole sweep, or the
-/// shard's manifest for `memsim merge`. Returns the files written besides the runs'.
+/// `out/runs/<run id>/` (report.html included); then `sweep.csv`, the heatmap and
+/// report.html for a whole sweep, or the shard's manifest for `memsim merge`. Returns the files written besides the runs'.
 pub fn execute(
     sweep: &Sweep,
     shard: Option<Shard>,
@@ -315,7 +319,7 @@ pub fn execute(
     };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     match shard {
-        None => write_results(out, &sweep.definition, &table),
+        None => write_results(out, &sweep.definition, &table, &sweep.text),
         Some(s) => shard::write_manifest(out, s, sweep, table).map(|path| vec![path]),
     }
 }
@@ -324,19 +328,31 @@ fn run_one(sweep: &Sweep, run: &Run, out: &Path) -> anyhow::Result<Row> {
     let sc = sweep.scenario(run);
     let result = crate::sim::run(&sc);
     let dir = out.join("runs").join(&run.id);
-    crate::report::write_run(&dir, &sc, &result)?;
+    crate::report::write_run_with_report(&dir, &sc, &result, None)?;
     Ok(table::row(&sweep.definition, run, &result))
 }
 
-/// `sweep.csv`, and with two parameters `sweep_heatmap.png`/`.svg`: all rendered
-/// before any is written, each written atomically.
-fn write_results(out: &Path, def: &Definition, table: &Table) -> anyhow::Result<Vec<PathBuf>> {
+/// `sweep.csv`, with two parameters `sweep_heatmap.png`/`.svg`, and `report.html`
+/// (showing `text`, the scenario file): all rendered before any is written, each
+/// written atomically.
+fn write_results(
+    out: &Path,
+    def: &Definition,
+    table: &Table,
+    text: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = vec![(out.join("sweep.csv"), table::to_csv(table)?)];
+    let mut svg = None;
     if let Some(map) = heatmap::Heatmap::new(def, table) {
-        let (png, svg) = map.render()?;
+        let (png, text) = map.render()?;
         files.push((out.join("sweep_heatmap.png"), png));
+        svg = Some(text);
+    }
+    let page = page::page(def, table, text, svg.as_deref())?.render();
+    if let Some(svg) = svg {
         files.push((out.join("sweep_heatmap.svg"), svg.into_bytes()));
     }
+    files.push((out.join("report.html"), page.into_bytes()));
     files
         .into_iter()
         .map(|(path, bytes)| {

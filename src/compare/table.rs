@@ -131,8 +131,9 @@ fn pair(p: &PolicyRuns, a: fn(&RunMetrics) -> f64, b: fn(&RunMetrics) -> f64) ->
     format!("{:.1} / {:.1}", p.spread(a).mean, p.spread(b).mean)
 }
 
-/// The table, the OOM victims per policy, and what the figures are.
-pub fn terminal(c: &Comparison) -> String {
+/// The main figures in display units: a header row (an empty cell, then the
+/// policies), then a row per figure with its label and a cell per policy.
+pub(super) fn by_figure(c: &Comparison) -> Vec<Vec<String>> {
     let decimals = usize::from(c.seeds.len() > 1);
     let mut rows: Vec<Vec<String>> = vec![std::iter::once(String::new())
         .chain(c.policies.iter().map(|p| p.policy.to_string()))
@@ -144,16 +145,31 @@ pub fn terminal(c: &Comparison) -> String {
                 .collect(),
         );
     }
-    let mut out = aligned(&rows);
-    out += &victims(c);
-    if c.seeds.len() > 1 {
-        out += &format!(
-            "  means over seeds {}..={}; (min–max) where the seeds differ\n",
+    rows
+}
+
+/// What the cells of [`by_figure`] are, when the seeds are several.
+pub(super) fn seeds_note(c: &Comparison) -> Option<String> {
+    (c.seeds.len() > 1).then(|| {
+        format!(
+            "means over seeds {}..={}; (min–max) where the seeds differ",
             c.seeds[0],
             c.seeds[c.seeds.len() - 1]
-        );
+        )
+    })
+}
+
+pub(super) const KSMD_NOTE: &str =
+    "(*) ksmd's CPU time by its per-page cost model, calibrated against the real kernel (src/ksm/timing.rs)";
+
+/// The table, the OOM victims per policy, and what the figures are.
+pub fn terminal(c: &Comparison) -> String {
+    let mut out = aligned(&by_figure(c));
+    out += &victims(c);
+    if let Some(note) = seeds_note(c) {
+        out += &format!("  {note}\n");
     }
-    out += "  (*) ksmd's CPU time by its per-page cost model, calibrated against the real kernel (src/ksm/timing.rs)\n";
+    out += &format!("  {KSMD_NOTE}\n");
     out
 }
 

@@ -346,9 +346,13 @@ impl Results {
             .collect()
     }
 
-    /// Writes density.csv and density.png/.svg into `out`, staged together.
-    pub fn write(&self, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
-        write_capacity(out, "density.csv", &self.csv()?, &self.figure())
+    /// Writes density.csv and density.png/.svg into `out`, staged together, then
+    /// report.html from them, showing `text`, the scenario file.
+    pub fn write(&self, out: &Path, text: &str) -> anyhow::Result<Vec<PathBuf>> {
+        let csv = self.csv()?;
+        let mut files = write_capacity(out, "density.csv", &csv, &self.figure())?;
+        files.push(super::page::write(out, self, &csv, text, &files)?);
+        Ok(files)
     }
 
     /// The answers of `policies` as a table, with the limits and each answer's spread.
@@ -393,7 +397,7 @@ impl Results {
 }
 
 /// `7 / 7.5 / 8`: the seeds' answers (not carrying the minimum counts lowest).
-fn spread(per_seed: &[Option<u32>], show: impl Fn(Option<u32>) -> String) -> String {
+pub(super) fn spread(per_seed: &[Option<u32>], show: impl Fn(Option<u32>) -> String) -> String {
     let mut sorted = per_seed.to_vec();
     sorted.sort();
     let n = sorted.len();
@@ -410,7 +414,7 @@ fn spread(per_seed: &[Option<u32>], show: impl Fn(Option<u32>) -> String) -> Str
 }
 
 /// `OOM kills ≤ 0, swap-in ≤ 50 MiB/s, host memused ≤ 90 %`.
-fn describe(limits: &Limits) -> String {
+pub(super) fn describe(limits: &Limits) -> String {
     let mut parts = vec![format!("OOM kills ≤ {}", limits.max_oom_kills)];
     if let Some(rate) = limits.max_swap_in_mib_s {
         parts.push(format!("peak swap-in ≤ {rate} MiB/s"));

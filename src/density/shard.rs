@@ -1,7 +1,8 @@
 //! Splitting a density search over machines: `--shard I/N` searches the policies whose
 //! position (in the search's policy list) mod N is I−1 and records its evaluations in
-//! `density-shard-I-of-N.json`; `memsim merge` joins the manifests into the density.csv
-//! and plot of the whole search, byte for byte.
+//! `density-shard-I-of-N.json`; `memsim merge` joins the manifests into the density.csv,
+//! plot and report.html of the whole search, byte for byte (a manifest carries the
+//! scenario file's text for the report).
 //!
 //! It follows the sweep's shards (`src/sweep/shard.rs`, `merge.rs`): a manifest carries
 //! the search's fingerprint (memsim version, scenario text, definition) and its
@@ -19,7 +20,7 @@ use crate::policy::Policy;
 use crate::sweep::{check_shard_set, write_json, MergeError, Shard, ShardManifest};
 
 /// Names the manifest layout, so that a merge refuses files it does not understand.
-const FORMAT: &str = "memsim density shard 1";
+const FORMAT: &str = "memsim density shard 2";
 /// As for sweeps: more shards than this only makes empty ones.
 const MAX_SHARDS: usize = 100_000;
 
@@ -30,6 +31,10 @@ struct Manifest {
     shard: usize,
     shards: usize,
     definition: Definition,
+    /// The scenario file's text, for report.html. Absent from manifests of format 1,
+    /// which the format check then refuses with a clear message.
+    #[serde(default)]
+    scenario_text: String,
     evaluations: Vec<Evaluation>,
 }
 
@@ -65,6 +70,7 @@ pub(super) fn write_manifest(
         shard: shard.index,
         shards: shard.count,
         definition: search.definition.clone(),
+        scenario_text: search.text.clone(),
         evaluations: results.evaluations.clone(),
     };
     write_json(&out.join(file_name(shard)), &manifest)
@@ -120,7 +126,9 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         .flat_map(|(_, m)| m.evaluations.iter().cloned())
         .collect();
     let results = Results::new(first.definition.clone(), evaluations);
-    let files = results.write(out).map_err(MergeError::Output)?;
+    let files = results
+        .write(out, &first.scenario_text)
+        .map_err(MergeError::Output)?;
     Ok(Merged {
         shards: first.shards,
         results,
@@ -192,7 +200,9 @@ impl ShardManifest for Manifest {
         &self.fingerprint
     }
     fn same_search(&self, other: &Self) -> bool {
-        self.fingerprint == other.fingerprint && self.definition == other.definition
+        self.fingerprint == other.fingerprint
+            && self.definition == other.definition
+            && self.scenario_text == other.scenario_text
     }
     fn shard(&self) -> (usize, usize) {
         (self.shard, self.shards)

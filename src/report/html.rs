@@ -3,17 +3,22 @@
 //!
 //! A [`Page`] is a title, an introduction and [`Section`]s of blocks: paragraphs,
 //! [`Table`]s, figures ([`Svg`]), preformatted text and timelines (the sentences of
-//! [`crate::explain`]). `memsim run` writes one per run (`report.html`); other commands
-//! can build their own from the same blocks.
+//! [`crate::explain`]). `memsim run`, `compare`, `sweep` and `density` each write one
+//! (`report.html`) from these blocks.
 //!
 //! All text is escaped when the page is rendered, so any scenario name, VM name or
 //! YAML comment shows as written and can never become markup. The only markup taken
 //! as is comes from [`Svg::new`], which accepts a plain SVG document (what the plots
 //! render) and refuses scripts, event handlers, links and embedded HTML, so the page
-//! stays inert and needs nothing outside itself. Rendering is deterministic: the same
-//! blocks give the same bytes.
+//! stays inert and needs nothing outside itself. The only links besides the page's own
+//! anchors are table cells linking to other reports by a relative path
+//! ([`Table::linked_row`]), checked to stay relative. Rendering is deterministic: the
+//! same blocks give the same bytes.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 
 use crate::explain::{clock, Line};
 
@@ -46,7 +51,14 @@ enum Block {
 pub struct Table {
     header: Vec<String>,
     numeric: Vec<bool>,
-    rows: Vec<Vec<String>>,
+    rows: Vec<Vec<Cell>>,
+}
+
+/// A table cell: text, or text linking to another file by a relative path.
+#[derive(Clone, Debug)]
+struct Cell {
+    text: String,
+    href: Option<String>,
 }
 
 /// An SVG document checked to be inert (see [`Svg::new`]).
@@ -70,6 +82,14 @@ impl Page {
     pub fn section(mut self, section: Section) -> Page {
         self.sections.push(section);
         self
+    }
+
+    /// Writes the page to `dir/report.html`, atomically; returns its path.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+        let path = dir.join("report.html");
+        super::write_atomic(&path, self.render().as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
     }
 
     /// The whole document.
@@ -125,6 +145,19 @@ impl Section {
     pub fn figure(mut self, svg: Svg, caption: impl Into<String>) -> Section {
         let caption = caption.into();
         self.blocks.push(Block::Figure { svg, caption });
+        self
+    }
+
+    /// Adds each of `figures` (file stem, SVG), captioned from `captions` by its stem
+    /// (figures not listed are captioned by their stem).
+    pub fn figures(mut self, figures: Vec<(String, Svg)>, captions: &[(&str, &str)]) -> Section {
+        for (stem, svg) in figures {
+            let caption = captions
+                .iter()
+                .find(|(name, _)| *name == stem)
+                .map_or(stem.clone(), |(_, c)| c.to_string());
+            self = self.figure(svg, caption);
+        }
         self
     }
 
@@ -189,15 +222,67 @@ impl Table {
         self
     }
 
+    /// A CSV file as written (header and records, cells unchanged), its number
+    /// columns right-aligned.
+    pub fn from_csv(bytes: &[u8]) -> anyhow::Result<Table> {
+        let mut reader = csv::Reader::from_reader(bytes);
+        let header: Vec<String> = reader.headers()?.iter().map(String::from).collect();
+        let mut table = Table::new(&header);
+        for record in reader.records() {
+            table.row(record?.iter().map(String::from));
+        }
+        Ok(table.numeric_where_numbers())
+    }
+
+    /// Right-aligns the columns whose cells are all numbers (or empty, but not all).
+    pub fn numeric_where_numbers(mut self) -> Table {
+        for (c, numeric) in self.numeric.iter_mut().enumerate() {
+            let cells = || self.rows.iter().map(|r| r[c].text.as_str());
+            *numeric = cells().any(|t| !t.is_empty())
+                && cells().all(|t| t.is_empty() || t.parse::<f64>().is_ok());
+        }
+        self
+    }
+
     /// Adds a row; missing cells are left empty, extra cells are dropped.
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
-        let mut row: Vec<String> = cells.into_iter().map(Into::into).collect();
-        row.resize(self.header.len(), String::new());
+        let mut row: Vec<Cell> = cells
+            .into_iter()
+            .map(|text| Cell {
+                text: text.into(),
+                href: None,
+            })
+            .collect();
+        row.resize_with(self.header.len(), || Cell {
+            text: String::new(),
+            href: None,
+        });
         self.rows.push(row);
     }
 
+    /// Adds a row whose cell in `column` links to `href`, a relative path to another
+    /// file of the same output (`runs/0001-…/report.html`); a link that could leave the
+    /// output (a scheme, an absolute path, `..`) is an error.
+    pub fn linked_row<S: Into<String>>(
+        &mut self,
+        cells: impl IntoIterator<Item = S>,
+        column: usize,
+        href: &str,
+    ) -> Result<(), String> {
+        if !is_local(href) {
+            return Err(format!(
+                "{href:?} is not a relative path inside the output folder"
+            ));
+        }
+        self.row(cells);
+        if let Some(cell) = self.rows.last_mut().and_then(|r| r.get_mut(column)) {
+            cell.href = Some(href.to_string());
+        }
+        Ok(())
+    }
+
     fn render(&self, out: &mut String) {
-        out.push_str("<table>\n<thead><tr>");
+        out.push_str("<div class=\"wide\"><table>\n<thead><tr>");
         for (h, &num) in self.header.iter().zip(&self.numeric) {
             let _ = write!(out, "<th{}>{}</th>", align(num), escape(h));
         }
@@ -205,12 +290,32 @@ impl Table {
         for row in &self.rows {
             out.push_str("<tr>");
             for (cell, &num) in row.iter().zip(&self.numeric) {
-                let _ = write!(out, "<td{}>{}</td>", align(num), escape(cell));
+                let text = escape(&cell.text);
+                match &cell.href {
+                    Some(href) => {
+                        let href = escape(href);
+                        let _ = write!(out, "<td{}><a href=\"{href}\">{text}</a></td>", align(num));
+                    }
+                    None => {
+                        let _ = write!(out, "<td{}>{text}</td>", align(num));
+                    }
+                }
             }
             out.push_str("</tr>\n");
         }
-        out.push_str("</tbody>\n</table>\n");
+        out.push_str("</tbody>\n</table></div>\n");
     }
+}
+
+/// A path relative to the page that stays below its folder: no scheme, no absolute
+/// path, no `..`, no query or fragment, nothing but file-name characters and `/`.
+fn is_local(href: &str) -> bool {
+    !href.is_empty()
+        && !href.starts_with('/')
+        && href.split('/').all(|part| !part.is_empty() && part != "..")
+        && href
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-=/".contains(&b))
 }
 
 impl Svg {
@@ -246,6 +351,27 @@ impl Svg {
             return Err("SVG contains an event handler attribute (on…=)".into());
         }
         Ok(Svg(body.to_string()))
+    }
+
+    /// An SVG file an output has just written, checked by [`Svg::new`].
+    pub fn read(path: &Path) -> anyhow::Result<Svg> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {} for report.html", path.display()))?;
+        Svg::new(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// The SVG files among `written`, in that order, each with its file stem.
+    pub fn read_all(written: &[PathBuf]) -> anyhow::Result<Vec<(String, Svg)>> {
+        written
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+            .map(|path| {
+                let stem = path
+                    .file_stem()
+                    .map_or(String::new(), |s| s.to_string_lossy().into_owned());
+                Ok((stem, Svg::read(path)?))
+            })
+            .collect()
     }
 }
 
@@ -341,10 +467,12 @@ h1{margin:.2em 0 .4em;font-size:1.7em}
 h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 nav ul{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.4em 1.2em}
 nav a{color:#0b5cad;text-decoration:none}
+.wide{overflow-x:auto}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border-bottom:1px solid #e5e5e5;padding:.25em .7em;text-align:left;vertical-align:top}
 th{background:#f4f5f7}
 .n{text-align:right;font-variant-numeric:tabular-nums}
+td a{white-space:nowrap}
 table.timeline td.t{font-family:ui-monospace,'DejaVu Sans Mono',monospace;white-space:nowrap;color:#555}
 table.timeline tr.d1 td:last-child{padding-left:2.2em;color:#444}
 table.timeline tr.d2 td:last-child{padding-left:4.4em;color:#666}
@@ -400,6 +528,44 @@ mod tests {
         ] {
             assert!(Svg::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn links_stay_relative_and_inside_the_output() {
+        let mut table = Table::new(&["run", "x"]);
+        table
+            .linked_row(["a&b", "1"], 0, "runs/0001-count=2-seed=7/report.html")
+            .unwrap();
+        for bad in [
+            "http://example.com/x",
+            "/etc/passwd",
+            "../other/report.html",
+            "runs//x",
+            "javascript:alert(1)",
+            "x\" onclick=\"y",
+            "",
+        ] {
+            assert!(table.linked_row(["r", "1"], 0, bad).is_err(), "{bad}");
+        }
+        let html = Page::new("p")
+            .section(Section::new("s").table(table))
+            .render();
+        assert!(
+            html.contains("<td><a href=\"runs/0001-count=2-seed=7/report.html\">a&amp;b</a></td>"),
+            "{html}"
+        );
+        assert_eq!(html.matches("<tr>").count(), 2, "refused links add no row");
+    }
+
+    #[test]
+    fn csv_tables_keep_their_cells_and_align_number_columns() {
+        let table =
+            Table::from_csv(b"policy,peak,note\nnone,1.5,\nballoon,-2e3,\"a, b\"\n").unwrap();
+        let html = Page::new("p")
+            .section(Section::new("s").table(table))
+            .render();
+        assert!(html.contains("<th>policy</th><th class=\"n\">peak</th><th>note</th>"));
+        assert!(html.contains("<td>balloon</td><td class=\"n\">-2e3</td><td>a, b</td>"));
     }
 
     #[test]

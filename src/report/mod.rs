@@ -35,6 +35,7 @@ use anyhow::Context as _;
 pub use atomic::write_atomic;
 pub(crate) use plot::comparisons;
 pub(crate) use plot::{register_bundled_font, FONT};
+pub(crate) use run_page::{scenario_file_section, scenario_section};
 
 use crate::metrics::RunResult;
 use crate::scenario::Scenario;

@@ -5,8 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-
 use super::html::{Page, Section, Svg, Table};
 use crate::balloon::PAGE;
 use crate::explain::{self, size, span, Level, Window};
@@ -42,24 +40,7 @@ pub(super) fn write(
     source: Option<&str>,
     written: &[PathBuf],
 ) -> anyhow::Result<PathBuf> {
-    let mut figures = Vec::new();
-    for path in written
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
-    {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {} for report.html", path.display()))?;
-        let svg = Svg::new(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let stem = path
-            .file_stem()
-            .map_or(String::new(), |s| s.to_string_lossy().into_owned());
-        figures.push((stem, svg));
-    }
-    let html = page(scenario, result, source, figures).render();
-    let path = dir.join("report.html");
-    super::write_atomic(&path, html.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    page(scenario, result, source, Svg::read_all(written)?).write(dir)
 }
 
 /// The page itself, from the run and its figures.
@@ -74,14 +55,7 @@ fn page(
     let (preamble, story) = story
         .split_first()
         .map_or((String::new(), &[][..]), |(p, rest)| (p.text.clone(), rest));
-    let mut plots = Section::new("Figures");
-    for (stem, svg) in figures {
-        let caption = CAPTIONS
-            .iter()
-            .find(|(name, _)| *name == stem)
-            .map_or(stem.clone(), |(_, c)| c.to_string());
-        plots = plots.figure(svg, caption);
-    }
+    let plots = Section::new("Figures").figures(figures, CAPTIONS);
     Page::new(format!("memsim — {}", scenario.name))
         .intro(preamble)
         .section(Section::new("In short").timeline(story))
@@ -297,12 +271,18 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// The YAML as it was read, or — for a scenario built in code — its resolved form.
-fn scenario_section(scenario: &Scenario, source: Option<&str>) -> Section {
-    let section = Section::new("Scenario");
+pub(crate) fn scenario_section(scenario: &Scenario, source: Option<&str>) -> Section {
     match source {
-        Some(yaml) => section.text("The scenario file as run.").preformatted(yaml),
-        None => section
+        Some(yaml) => scenario_file_section(yaml),
+        None => Section::new("Scenario")
             .text("The scenario as the simulator resolved it (no YAML text was given).")
             .preformatted(format!("{scenario:#?}")),
     }
+}
+
+/// The scenario file's text, as it was read and run.
+pub(crate) fn scenario_file_section(yaml: &str) -> Section {
+    Section::new("Scenario")
+        .text("The scenario file as run.")
+        .preformatted(yaml)
 }

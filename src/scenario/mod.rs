@@ -21,7 +21,7 @@ mod ksm;
 mod load;
 pub(crate) mod located;
 mod model;
-mod read;
+pub(crate) mod read;
 pub mod units;
 mod vm;
 mod workload;

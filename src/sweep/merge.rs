@@ -1,5 +1,5 @@
-//! `memsim merge`: the shard manifests of one sweep → the sweep.csv (and heatmap) that
-//! the sweep run whole would have written.
+//! `memsim merge`: the shard manifests of one sweep → the sweep.csv (and heatmap, and
+//! report.html) that the sweep run whole would have written.
 //!
 //! A merge that silently mixed two sweeps, or left out a shard, would give a table
 //! that looks complete and is wrong; so every manifest is checked first — same
@@ -74,7 +74,8 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     };
     std::fs::create_dir_all(out)
         .map_err(|e| MergeError::Output(anyhow::anyhow!("creating {}: {e}", out.display())))?;
-    let files = write_results(out, &first.definition, &table).map_err(MergeError::Output)?;
+    let files = write_results(out, &first.definition, &table, &first.scenario_text)
+        .map_err(MergeError::Output)?;
     Ok(Merged {
         shards: first.shards,
         runs: table.rows.len(),

@@ -3,9 +3,9 @@
 //!
 //! Runs are dealt round-robin rather than in blocks, so each shard gets a similar mix
 //! of cheap and expensive grid points. A manifest carries the sweep's fingerprint and
-//! definition and its rows exactly as sweep.csv would hold them, so the merge needs
-//! nothing but the manifests to write the same sweep.csv, byte for byte, as an
-//! unsharded run.
+//! definition, the scenario file's text and its rows exactly as sweep.csv would hold
+//! them, so the merge needs nothing but the manifests to write the same sweep.csv and
+//! report.html, byte for byte, as an unsharded run.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use super::definition::MAX_RUNS;
 use super::{Definition, Sweep, Table};
 
 /// Names the manifest layout, so that a merge refuses files it does not understand.
-pub(super) const FORMAT: &str = "memsim sweep shard 1";
+pub(super) const FORMAT: &str = "memsim sweep shard 2";
 /// More shards than a sweep can have runs would only make empty shards.
 pub(super) const MAX_SHARDS: usize = MAX_RUNS;
 
@@ -90,6 +90,10 @@ pub(super) struct Manifest {
     pub shard: usize,
     pub shards: usize,
     pub definition: Definition,
+    /// The scenario file's text, for report.html. Absent from manifests of format 1,
+    /// which the format check then refuses with a clear message.
+    #[serde(default)]
+    pub scenario_text: String,
     /// The run indices done, in order.
     pub runs: Vec<usize>,
     pub table: Table,
@@ -100,7 +104,9 @@ impl super::merge::ShardManifest for Manifest {
         &self.fingerprint
     }
     fn same_search(&self, other: &Self) -> bool {
-        self.fingerprint == other.fingerprint && self.definition == other.definition
+        self.fingerprint == other.fingerprint
+            && self.definition == other.definition
+            && self.scenario_text == other.scenario_text
     }
     fn shard(&self) -> (usize, usize) {
         (self.shard, self.shards)
@@ -119,6 +125,7 @@ pub(super) fn write_manifest(
         shard: shard.index,
         shards: shard.count,
         definition: sweep.definition.clone(),
+        scenario_text: sweep.text.clone(),
         runs: table.rows.iter().map(|r| r.index).collect(),
         table,
     };

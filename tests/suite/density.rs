@@ -208,7 +208,10 @@ fn shards_merge_into_the_unsharded_outputs_whatever_the_threads() {
         "outputs differ between 1 and 2 threads"
     );
     let names: Vec<&str> = whole.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["density.csv", "density.png", "density.svg"]);
+    assert_eq!(
+        names,
+        ["density.csv", "density.png", "density.svg", "report.html"]
+    );
 
     // Shard 1 of 2 searches policies 1 and 3, shard 2 policy 2.
     let s1 = ok(&density(

@@ -1,7 +1,7 @@
 //! `memsim sweep` and `memsim merge` end to end, on a tiny scenario (two simulated
 //! minutes per run): byte-identical outputs whatever the thread count, shards merged
-//! into exactly the unsharded sweep.csv, a grid whose values really change the runs,
-//! and bad input (exit status 2, the problem named, nothing written).
+//! into exactly the unsharded sweep.csv and report.html, a grid whose values really
+//! change the runs, and bad input (exit status 2, the problem named, nothing written).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -108,7 +108,9 @@ fn outputs_are_byte_identical_with_one_or_two_threads() {
         "sweep.csv",
         "sweep_heatmap.png",
         "sweep_heatmap.svg",
+        "report.html",
         "runs/0000-count=1-ballooning-target=70-seed=7/summary.json",
+        "runs/0000-count=1-ballooning-target=70-seed=7/report.html",
         "runs/0007-count=4-ballooning-target=90-seed=8/host_memory.png",
     ] {
         assert!(
@@ -183,10 +185,12 @@ fn two_shards_merged_equal_the_unsharded_sweep() {
     for (i, dir) in shards.iter().enumerate() {
         ok(&sweep(&sc, dir, &["--shard", &format!("{}/2", i + 1)]));
         assert!(dir.join(format!("shard-{}-of-2.json", i + 1)).exists());
-        assert!(
-            !dir.join("sweep.csv").exists(),
-            "a shard writes no sweep.csv"
-        );
+        for whole_only in ["sweep.csv", "report.html"] {
+            assert!(
+                !dir.join(whole_only).exists(),
+                "a shard writes no {whole_only}"
+            );
+        }
     }
     let runs = |dir: &Path| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir.join("runs"))
@@ -215,7 +219,12 @@ fn two_shards_merged_equal_the_unsharded_sweep() {
         "--out",
         merged.to_str().unwrap(),
     ]));
-    for f in ["sweep.csv", "sweep_heatmap.png", "sweep_heatmap.svg"] {
+    for f in [
+        "sweep.csv",
+        "sweep_heatmap.png",
+        "sweep_heatmap.svg",
+        "report.html",
+    ] {
         let (m, w) = (
             std::fs::read(merged.join(f)).unwrap(),
             std::fs::read(whole.join(f)).unwrap(),
@@ -241,6 +250,13 @@ fn merge_refuses_other_sweeps_missing_and_duplicate_shards_and_writes_nothing() 
     ok(&sweep(&a, &dir("a1"), &["--shard", "1/2"]));
     ok(&sweep(&a, &dir("a2"), &["--shard", "2/2"]));
     ok(&sweep(&b, &dir("b2"), &["--shard", "2/2"]));
+    // A manifest of the previous layout, without the scenario text for report.html.
+    std::fs::create_dir(dir("old")).unwrap();
+    let json = std::fs::read_to_string(dir("a2").join("shard-2-of-2.json")).unwrap();
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old["format"] = "memsim sweep shard 1".into();
+    old.as_object_mut().unwrap().remove("scenario_text");
+    std::fs::write(dir("old").join("shard-2-of-2.json"), old.to_string()).unwrap();
     let out = dir("merged");
     let merge = |inputs: &[&str]| {
         let mut args = vec!["merge"];
@@ -252,8 +268,12 @@ fn merge_refuses_other_sweeps_missing_and_duplicate_shards_and_writes_nothing() 
         args.extend(["--out", out.to_str().unwrap()]);
         memsim(&args)
     };
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["a1", "b2"], "a shard of a different sweep"),
+        (
+            &["a1", "old"],
+            "manifest format \"memsim sweep shard 1\", this memsim reads \"memsim sweep shard 2\"",
+        ),
         (&["a1"], "shard 2 of 2 is missing"),
         (&["a1", "a1", "a2"], "shard 1 of 2 is given twice"),
         (&["a1", "nowhere"], "nowhere"),

@@ -1,6 +1,7 @@
 //! Figures that put policies side by side: `memsim compare`'s runs over time
-//! (`overlay`) and its main figures as bars (`bars`), and `memsim density`'s figures
-//! against the VM count (`capacity`).
+//! (`overlay`) and its main figures as bars (`bars`), `memsim density`'s figures
+//! against the VM count (`capacity`), and `memsim side-channel`'s accuracy of the
+//! attacker per ksmd configuration against its wait (`side_channel`).
 //!
 //! They follow the run plots' conventions — bundled font, PNG and SVG drawn by the
 //! same code, downsampled series, legends outside the plot — and give each policy one
@@ -11,6 +12,7 @@
 mod bars;
 mod capacity;
 mod overlay;
+mod side_channel;
 
 use std::path::{Path, PathBuf};
 
@@ -47,7 +49,7 @@ pub(crate) fn write_compare(
     caption: &str,
     overlays: &[Overlay],
     bars: &[BarPanel],
-    csv: Vec<u8>,
+    csv: &[u8],
 ) -> anyhow::Result<Vec<PathBuf>> {
     register_bundled_font();
     let host = overlay::host_memory(scenario, caption, overlays);
@@ -56,7 +58,7 @@ pub(crate) fn write_compare(
     let bars = bars::Bars::new(&scenario.name, bars);
     type Job<'a> = &'a (dyn Fn(&Path) -> anyhow::Result<Staged> + Sync);
     let jobs: [Job; 9] = [
-        &|dir| stage_bytes(&dir.join("comparison.csv"), &csv),
+        &|dir| stage_bytes(&dir.join("comparison.csv"), csv),
         &|dir| png(&host, dir),
         &|dir| svg(&host, dir),
         &|dir| png(&swap, dir),
@@ -87,6 +89,24 @@ pub(crate) fn write_capacity(
         stage_bytes(&dir.join(name), table)?,
         png(figure, dir)?,
         svg(figure, dir)?,
+    ];
+    commit(dir, staged)
+}
+
+/// Writes `side_channel.csv` (given as bytes) and `side_channel.png`/`.svg` into `dir`.
+pub(crate) fn write_side_channel(
+    dir: &Path,
+    e: &crate::sidechannel::Experiment,
+    rows: &[crate::sidechannel::Row],
+    csv: &[u8],
+) -> anyhow::Result<Vec<PathBuf>> {
+    register_bundled_font();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let figure = side_channel::Accuracy::new(e, rows);
+    let staged = vec![
+        stage_bytes(&dir.join("side_channel.csv"), csv)?,
+        png(&figure, dir)?,
+        svg(&figure, dir)?,
     ];
     commit(dir, staged)
 }
