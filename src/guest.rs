@@ -596,8 +596,7 @@ impl Guest {
             Plan::Idle => {}
             Plan::Deflate(n) => {
                 self.balloon.deflated(n);
-                self.free.untouched += n;
-                self.pages.mv(Owner::Balloon, Owner::FreeUntouched, n);
+                self.give_back_balloon_pages(n);
             }
             Plan::Inflate(n) => {
                 let driver = self.balloon.driver().unwrap_or(Driver::Linux);
@@ -608,6 +607,24 @@ impl Guest {
                 if self.balloon.inflated(now, n, got) {
                     self.events.push(GuestEvent::OutOfPuff { wanted: n - got });
                 }
+            }
+        }
+    }
+
+    /// Pages the balloon deflated go back to the guest's free lists. Linux leaves them
+    /// alone until it needs them, so the host backs them again only then; Windows'
+    /// zero-page thread zeroes every freed page, touching it at once (the same
+    /// behaviour that zeroes all of its RAM at boot, `guest.md` §1.11, §5.4).
+    fn give_back_balloon_pages(&mut self, n: u64) {
+        match self.os {
+            Os::Linux => {
+                self.free.untouched += n;
+                self.pages.mv(Owner::Balloon, Owner::FreeUntouched, n);
+            }
+            Os::Windows => {
+                self.free.contig += n;
+                self.pages.mv(Owner::Balloon, Owner::FreeContig, n);
+                self.delta.touched += n;
             }
         }
     }

@@ -89,6 +89,15 @@ pub struct VmSample {
     /// what merging earns this VM (`ksm_process_profit`).
     pub ksm_merging_pages: u64,
     pub ksm_process_profit_bytes: i64,
+    /// What the Proxmox GUI's memory panel shows for the VM: qemu-server's `vmstatus`
+    /// `mem` (`PVE/QemuServer.pm`). With guest statistics from a balloon driver it is
+    /// the guest's MemTotal − MEMFREE (Linux: MemFree, so page cache counts as used;
+    /// Windows: AvailablePages); without them it falls back to `memhost`.
+    pub pve_mem_bytes: u64,
+    /// qemu-server's `memhost`: the VM cgroup's memory less file pages (pve-common
+    /// `PVE::CGroup::get_memory_stat`; qemu-server 551c0078, fix #6935): the guest RAM
+    /// QEMU holds plus QEMU's own overhead; KSM merging is not taken into account.
+    pub pve_memhost_bytes: u64,
 }
 
 /// What happened, for `events.csv`.

@@ -35,7 +35,7 @@ use crate::guest::{Counters, Guest, GuestEvent, HostDelta};
 use crate::host::{Host, HostCounters, OutOfMemory};
 use crate::metrics::{Event as Record, EventKind, HostSample, RunResult, Summary, VmSample};
 use crate::mom::Mom;
-use crate::scenario::{Scenario, Thp, VmConfig};
+use crate::scenario::{Os, Scenario, Thp, VmConfig};
 use ksm::{Cycle, HostKsm};
 
 /// The one event type.
@@ -373,6 +373,12 @@ impl<'a> Sim<'a> {
         let pinned = cfg.passthrough || cfg.hugepages;
         if let Err(oom) = self.host.start_vm(i, cfg.memory / PAGE, pinned) {
             self.host_oom(t, oom);
+        }
+        if cfg.os == Os::Windows {
+            // Windows zeroes all of its RAM while it boots, before its balloon driver
+            // loads: QEMU has faulted all of it in by the time the start-up target is
+            // inflated, so the balloon's discards free host memory from the first step.
+            self.settle_guest(t, i, SimTime::ZERO);
         }
     }
 
@@ -789,6 +795,7 @@ impl<'a> Sim<'a> {
             oom_kills: c.oom_kills,
             host_resident_bytes: backing.resident * PAGE,
             host_swapped_bytes: backing.swapped * PAGE,
+            pve_memhost_bytes: (backing.resident + backing.overhead) * PAGE,
             ..VmSample::default()
         };
         vm.last = c;
@@ -806,6 +813,12 @@ impl<'a> Sim<'a> {
             row.guest_kernel_bytes = g.kernel() * PAGE;
             row.guest_swap_used_bytes = g.swap_used() * PAGE;
         }
+        row.pve_mem_bytes = match (&vm.guest, cfg.balloon_device && cfg.balloon_driver) {
+            // `vmstatus` takes `total_mem − free_mem` from `query-balloon` when the
+            // guest delivers statistics, else keeps the host's `memhost`.
+            (Some(g), true) => (g.mem_total() * PAGE).saturating_sub(g.stat_free_bytes()),
+            _ => row.pve_memhost_bytes,
+        };
         row
     }
 

@@ -26,6 +26,7 @@ mod ksmtuned;
 mod ksmtuned_differential;
 mod lab_e3;
 mod mom;
+mod phenomena_balloon;
 mod phenomena_ksm;
 mod phenomena_ksmtuned;
 mod phenomena_lab;

@@ -37,7 +37,7 @@ const VM_COLUMNS: &str = "t_s,vmid,name,state,maxmem_bytes,balloon_min_bytes,tar
     actual_bytes,guest_mem_total_bytes,guest_mem_free_bytes,guest_cached_bytes,\
     guest_anon_bytes,guest_kernel_bytes,guest_swap_used_bytes,host_resident_bytes,\
     host_swapped_bytes,swap_in_pages,swap_out_pages,cache_refault_pages,major_faults,oom_kills,\
-    ksm_merging_pages,ksm_process_profit_bytes";
+    ksm_merging_pages,ksm_process_profit_bytes,pve_mem_bytes,pve_memhost_bytes";
 const EVENT_COLUMNS: &str = "t_s,vmid,kind,value,detail";
 
 /// The report reads only the name, duration and sample interval; the VM list stays

@@ -25,7 +25,7 @@ struct Series {
     bytes: fn(&VmSample) -> u64,
 }
 
-const SERIES: [Series; 6] = [
+const SERIES: [Series; 8] = [
     series("maxmem", RGBColor(90, 90, 90), true, |s| s.maxmem_bytes),
     series("balloon min", RGBColor(160, 160, 160), true, |s| {
         s.balloon_min_bytes
@@ -38,6 +38,14 @@ const SERIES: [Series; 6] = [
     }),
     series("guest free", RGBColor(148, 103, 189), false, |s| {
         s.guest_mem_free_bytes
+    }),
+    series("guest cache", RGBColor(140, 86, 75), false, |s| {
+        s.guest_cached_bytes
+    }),
+    // What the Proxmox memory panel shows: the guest's view with balloon statistics,
+    // the host's without.
+    series("PVE panel mem", RGBColor(214, 39, 40), true, |s| {
+        s.pve_mem_bytes
     }),
 ];
 
