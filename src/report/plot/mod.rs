@@ -199,6 +199,12 @@ fn y_top(max: f64) -> f64 {
     }
 }
 
+/// An axis tick without a needless `.0`: `5`, `2.5`, `0.25`.
+fn tick(v: &f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// A cartesian chart with the usual mesh, axis descriptions and fonts.
 fn build_chart<'a, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
@@ -213,8 +219,15 @@ fn build_chart<'a, DB: DrawingBackend>(
         .x_label_area_size(font_px * 3)
         .y_label_area_size(font_px * 4)
         .build_cartesian_2d(0.0..time.end, 0.0..y.0)?;
+    // Small panels (one per VM) get fewer ticks, so their labels never run together.
+    let (width, height) = area.dim_in_pixel();
+    let fit = |px: u32, per: u32| (px / (font_px * per).max(1)).clamp(3, 10) as usize;
     chart
         .configure_mesh()
+        .x_labels(fit(width, 6))
+        .y_labels(fit(height, 3))
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
         .x_desc(time.desc())
         .y_desc(y.1)
         .label_style((FONT, font_px))
