@@ -2,30 +2,9 @@
 //! the thread count, and bad input (exit status 2, every problem listed, nothing
 //! written).
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn memsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memsim"))
-        .args(args)
-        .output()
-        .expect("memsim runs")
-}
-
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
+use crate::common::cli::{files, memsim};
 
 #[test]
 fn outputs_are_byte_identical_with_one_or_two_threads() {

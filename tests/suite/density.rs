@@ -8,8 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::common::cli::{files, memsim, ok, stderr};
 use memsim::policy::Policy;
 
 const SMALL: &str = "\
@@ -33,22 +34,6 @@ vms:
 
 const MAX_USED_PCT: f64 = 85.0;
 const RANGE: (u32, u32) = (1, 12);
-
-fn memsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memsim"))
-        .args(args)
-        .output()
-        .expect("memsim runs")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -163,20 +148,6 @@ fn the_search_finds_what_a_scan_of_every_count_finds() {
     for f in ["density.png", "density.svg"] {
         assert!(std::fs::metadata(out.join(f)).unwrap().len() > 1000, "{f}");
     }
-}
-
-/// Every file directly in `dir`, with its bytes.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 const THREE: [&str; 4] = [

@@ -3,8 +3,8 @@
 //! are refused with exit status 2 before anything runs.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+use crate::common::cli::memsim;
 use memsim::engine::SimTime;
 use memsim::explain::{clock, explain, to_text, Level, Line, Window};
 use memsim::metrics::{EventKind, RunResult};
@@ -20,13 +20,6 @@ fn simulate() -> (Scenario, RunResult) {
 
 fn tell(sc: &Scenario, r: &RunResult, level: Level) -> Vec<Line> {
     explain(sc, r, level, Window::default())
-}
-
-fn memsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memsim"))
-        .args(args)
-        .output()
-        .expect("memsim runs")
 }
 
 /// Whether `small` appears in `big` in the same order (not necessarily adjacent).

@@ -8,19 +8,13 @@
 //! `MEMSIM_REQUIRE_CHROMIUM=1` (set by `.ci/run`, which installs it): then a missing
 //! browser fails the test.
 
+use crate::common::cli::memsim;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SCENARIO: &str = "tests/fixtures/scenarios/squeeze_small.yaml";
-
-fn memsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memsim"))
-        .args(args)
-        .output()
-        .expect("memsim runs")
-}
 
 /// Runs the small fixture into `dir` and returns report.html's text.
 fn run_report(dir: &Path) -> String {

@@ -6,8 +6,8 @@
 //! and key.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use crate::common::cli::{files, memsim};
 use memsim::engine::SimTime;
 use memsim::sidechannel::{self, Experiment, Row};
 
@@ -137,26 +137,6 @@ fn a_victim_with_ksm_off_is_not_exposed() {
     assert!(r.merged_when_runs.unwrap() < 0.3, "{r:?}");
     let sd = (0.25f64 / f64::from(r.trials)).sqrt();
     assert!((r.accuracy() - 0.5).abs() <= 3.0 * sd, "{r:?}");
-}
-
-fn memsim(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_memsim"))
-        .args(args)
-        .output()
-        .expect("memsim runs")
-}
-
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Builders shared by the integration tests: scenarios and VMs in code, so that tests
 //! do not depend on YAML files for what they check.
 
+pub mod cli;
+
 use memsim::engine::SimTime;
 use memsim::scenario::*;
 use memsim::workload::*;
