@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use memsim::metrics::tally;
 use memsim::policy::Policy;
 use memsim::scenario::{self, Scenario};
 
@@ -607,9 +608,9 @@ fn run(path: Option<&Path>, out: Option<PathBuf>, threads: Option<usize>) -> Exi
                 o,
                 "  guest OOM kills: {}{}; host OOM kills: {}{}",
                 s.guest_oom_kills,
-                tally(&s.guest_oom_victims),
+                in_parentheses(tally(&s.guest_oom_victims)),
                 s.host_oom_kills,
-                tally(&s.host_oom_victims)
+                in_parentheses(tally(&s.host_oom_victims))
             );
             let _ = writeln!(o, "  wrote {} files to {}", paths.len(), dir.display());
             ExitCode::SUCCESS
@@ -863,22 +864,13 @@ fn merge(shards: &[PathBuf], out: Option<PathBuf>) -> ExitCode {
 }
 
 /// " (201/postgres ×17, 301/job)": victims with their kill counts, in first-kill order.
-fn tally<T: ToString>(victims: &[T]) -> String {
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for v in victims.iter().map(T::to_string) {
-        match counts.iter_mut().find(|(name, _)| *name == v) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((v, 1)),
-        }
+/// ` (text)`, or nothing for no text.
+fn in_parentheses(text: String) -> String {
+    if text.is_empty() {
+        text
+    } else {
+        format!(" ({text})")
     }
-    if counts.is_empty() {
-        return String::new();
-    }
-    let parts: Vec<String> = counts
-        .into_iter()
-        .map(|(v, n)| if n == 1 { v } else { format!("{v} ×{n}") })
-        .collect();
-    format!(" ({})", parts.join(", "))
 }
 
 fn humantime(secs: f64) -> String {

@@ -183,3 +183,20 @@ pub struct RunResult {
     pub events: Vec<Event>,
     pub summary: Summary,
 }
+
+/// "201/postgres ×14, 301/job": OOM victims (or any names) with their counts, in order
+/// of first mention; empty for none. Every table and sentence that lists victims uses it.
+pub fn tally<T: ToString>(victims: impl IntoIterator<Item = T>) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for v in victims.into_iter().map(|v| v.to_string()) {
+        match counts.iter_mut().find(|(name, _)| *name == v) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((v, 1)),
+        }
+    }
+    let parts: Vec<String> = counts
+        .into_iter()
+        .map(|(v, n)| if n == 1 { v } else { format!("{v} ×{n}") })
+        .collect();
+    parts.join(", ")
+}

@@ -130,25 +130,10 @@ impl Spread {
     }
 }
 
-/// "201/postgres ×14, 301/job": victims with their kill counts, in first-kill order.
-pub fn tally<T: ToString>(victims: impl IntoIterator<Item = T>) -> String {
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for v in victims.into_iter().map(|v| v.to_string()) {
-        match counts.iter_mut().find(|(name, _)| *name == v) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((v, 1)),
-        }
-    }
-    let parts: Vec<String> = counts
-        .into_iter()
-        .map(|(v, n)| if n == 1 { v } else { format!("{v} ×{n}") })
-        .collect();
-    parts.join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::tally;
     use crate::metrics::HostSample;
 
     #[test]

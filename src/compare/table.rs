@@ -4,9 +4,10 @@
 //! The terminal table is transposed: a comparison has a handful of policies but many
 //! figures, and a column per policy keeps it within a terminal's width.
 
-use super::metrics::{tally, Spread, COLUMNS};
+use super::metrics::{Spread, COLUMNS};
 use super::{Comparison, PolicyRuns};
 use crate::compare::RunMetrics;
+use crate::metrics::tally;
 
 pub(super) fn csv(c: &Comparison) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());

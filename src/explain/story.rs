@@ -7,7 +7,7 @@
 //! `--until` give the story of that stretch.
 
 use crate::balloon::PAGE;
-use crate::metrics::{Event, EventKind, HostSample};
+use crate::metrics::{tally, Event, EventKind, HostSample};
 use crate::scenario::MemusedFormula;
 
 use super::format::{percent, size, span};
@@ -258,28 +258,6 @@ fn guest_oom(run: &Run) -> Fact {
             tally(&victims)
         ),
     )
-}
-
-/// `db/postgres ×14, batch/job`: each name with its count, in order of first mention.
-fn tally(names: &[String]) -> String {
-    let mut counts: Vec<(&str, usize)> = Vec::new();
-    for n in names {
-        match counts.iter_mut().find(|(w, _)| w == n) {
-            Some((_, c)) => *c += 1,
-            None => counts.push((n, 1)),
-        }
-    }
-    let parts: Vec<String> = counts
-        .into_iter()
-        .map(|(w, n)| {
-            if n == 1 {
-                w.to_string()
-            } else {
-                format!("{w} ×{n}")
-            }
-        })
-        .collect();
-    parts.join(", ")
 }
 
 /// When the host first swapped guest RAM out, and the most swap it had in use.

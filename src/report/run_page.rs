@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::html::{Page, Section, Svg, Table};
 use crate::balloon::PAGE;
 use crate::explain::{self, size, span, Level, Window};
-use crate::metrics::{EventKind, RunResult, Summary};
+use crate::metrics::{tally, EventKind, RunResult, Summary};
 use crate::scenario::Scenario;
 
 /// What each figure shows, by file stem; figures not listed are captioned by name.
@@ -125,7 +125,7 @@ fn summary_table(s: &Summary) -> Table {
         ),
         (
             "guest OOM victims",
-            tally(&s.guest_oom_victims),
+            or_none(tally(&s.guest_oom_victims)),
             "guest_oom_victims",
         ),
         (
@@ -135,7 +135,7 @@ fn summary_table(s: &Summary) -> Table {
         ),
         (
             "host OOM victims",
-            tally(&s.host_oom_victims),
+            or_none(tally(&s.host_oom_victims)),
             "host_oom_victims",
         ),
         (
@@ -175,23 +175,13 @@ fn summary_table(s: &Summary) -> Table {
     table
 }
 
-/// `201/postgres ×14, 301/job`, or `none`.
-fn tally<T: ToString>(victims: &[T]) -> String {
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for v in victims.iter().map(T::to_string) {
-        match counts.iter_mut().find(|(name, _)| *name == v) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((v, 1)),
-        }
+/// `none` for an empty list.
+fn or_none(list: String) -> String {
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list
     }
-    if counts.is_empty() {
-        return "none".into();
-    }
-    let parts: Vec<String> = counts
-        .into_iter()
-        .map(|(v, n)| if n == 1 { v } else { format!("{v} ×{n}") })
-        .collect();
-    parts.join(", ")
 }
 
 /// One row per VM: its configuration where the scenario has it, the rest from samples.
