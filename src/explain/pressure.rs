@@ -10,7 +10,7 @@
 //! peak rate and the most swap it had in use.
 
 use crate::balloon::PAGE;
-use crate::metrics::{Event, EventKind, VmSample};
+use crate::metrics::{Event, EventKind, HostSample, VmSample};
 
 use super::format::{clock, rate, size, size_change};
 use super::run::Run;
@@ -139,25 +139,47 @@ fn swap_figures(points: &[Point], swap_total: Option<u64>) -> String {
     )
 }
 
+/// A swap episode's samples as points: `fields` gives (time, pages out, pages in, bytes
+/// in use) of a guest's or the host's sample; `prev` is the sample time before the first.
+fn swap_points<'s, S: 's>(
+    run: &Run,
+    mut prev: Option<f64>,
+    samples: impl Iterator<Item = &'s S>,
+    fields: impl Fn(&S) -> (f64, u64, u64, u64),
+) -> Vec<Point> {
+    samples
+        .map(|s| {
+            let (t, out, back, used) = fields(s);
+            let span = run.sample_span(prev, t);
+            prev = Some(t);
+            Point {
+                t,
+                span,
+                out: out * PAGE,
+                back: back * PAGE,
+                used,
+            }
+        })
+        .collect()
+}
+
 /// `swap-out starts, 256 MiB in the first second; 1.0 GiB out by 00:26:40, …`.
 fn guest_swap(run: &Run, seq: usize, e: &Event) -> Item {
     let end = run.next_of(seq, e.vmid, EventKind::SwapOut);
-    let mut prev = run.vm_before(e.vmid, e.t_s).map(|s| s.t_s);
-    let points: Vec<Point> = run
-        .vm_between(e.vmid, e.t_s, end)
-        .iter()
-        .map(|s| {
-            let span = run.sample_span(prev, s.t_s);
-            prev = Some(s.t_s);
-            Point {
-                t: s.t_s,
-                span,
-                out: s.swap_out_pages * PAGE,
-                back: s.swap_in_pages * PAGE,
-                used: s.guest_swap_used_bytes,
-            }
-        })
-        .collect();
+    let prev = run.vm_before(e.vmid, e.t_s).map(|s| s.t_s);
+    let points = swap_points(
+        run,
+        prev,
+        run.vm_between(e.vmid, e.t_s, end).iter().copied(),
+        |s: &VmSample| {
+            (
+                s.t_s,
+                s.swap_out_pages,
+                s.swap_in_pages,
+                s.guest_swap_used_bytes,
+            )
+        },
+    );
     let body = format!(
         "swap-out starts, {} in the first second{}",
         size(e.value.unsigned_abs()),
@@ -169,22 +191,20 @@ fn guest_swap(run: &Run, seq: usize, e: &Event) -> Item {
 /// The host swapping guest RAM: double paging, the guests stall on the host's disk.
 fn host_swap(run: &Run, seq: usize, e: &Event) -> Item {
     let end = run.next_of(seq, 0, EventKind::HostSwapOut);
-    let mut prev = run.host_before(e.t_s).map(|s| s.t_s);
-    let points: Vec<Point> = run
-        .host_between(e.t_s, end)
-        .iter()
-        .map(|s| {
-            let span = run.sample_span(prev, s.t_s);
-            prev = Some(s.t_s);
-            Point {
-                t: s.t_s,
-                span,
-                out: s.host_swap_out_pages * PAGE,
-                back: s.host_swap_in_pages * PAGE,
-                used: s.swap_used_bytes,
-            }
-        })
-        .collect();
+    let prev = run.host_before(e.t_s).map(|s| s.t_s);
+    let points = swap_points(
+        run,
+        prev,
+        run.host_between(e.t_s, end).iter(),
+        |s: &HostSample| {
+            (
+                s.t_s,
+                s.host_swap_out_pages,
+                s.host_swap_in_pages,
+                s.swap_used_bytes,
+            )
+        },
+    );
     let total = run.result.host.first().map(|s| s.swap_total_bytes);
     let body = format!(
         "swap-out of guest RAM starts, {} in the first second{}",
