@@ -251,10 +251,26 @@ impl Host {
         if !self.vms[vm].running || self.vms[vm].pinned {
             return Ok(());
         }
-        self.discard(vm, d.discard_contig, false);
-        self.discard(vm, d.discard_scattered, self.thp_backed);
-        let short = self.make_room(d.touched);
-        self.vms[vm].resident += d.touched;
+        // Within a guest step the processes touch memory before the balloon and free
+        // page reporting hand pages back (`Guest::step`). A guest cannot discard a
+        // page it never touched, so discards beyond what the host holds are pages
+        // first touched in this same step: they never need host memory. Discarding
+        // first against the old backing would lose them and leave those pages
+        // resident for good.
+        let b = self.vms[vm];
+        let same_step = (d.discard_contig + d.discard_scattered)
+            .saturating_sub(b.resident + b.swapped)
+            .min(d.touched);
+        let contig_same_step = same_step.min(d.discard_contig);
+        self.discard(vm, d.discard_contig - contig_same_step, false);
+        self.discard(
+            vm,
+            d.discard_scattered - (same_step - contig_same_step),
+            self.thp_backed,
+        );
+        let touched = d.touched - same_step;
+        let short = self.make_room(touched);
+        self.vms[vm].resident += touched;
         short
     }
 

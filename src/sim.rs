@@ -35,7 +35,7 @@ use crate::guest::{Counters, Guest, GuestEvent, HostDelta};
 use crate::host::{Host, HostCounters, OutOfMemory};
 use crate::metrics::{Event as Record, EventKind, HostSample, RunResult, Summary, VmSample};
 use crate::mom::Mom;
-use crate::scenario::{Os, Scenario, Thp, VmConfig};
+use crate::scenario::{Scenario, Thp, VmConfig};
 use ksm::{Cycle, HostKsm};
 
 /// The one event type.
@@ -374,12 +374,13 @@ impl<'a> Sim<'a> {
         if let Err(oom) = self.host.start_vm(i, cfg.memory / PAGE, pinned) {
             self.host_oom(t, oom);
         }
-        if cfg.os == Os::Windows {
-            // Windows zeroes all of its RAM while it boots, before its balloon driver
-            // loads: QEMU has faulted all of it in by the time the start-up target is
-            // inflated, so the balloon's discards free host memory from the first step.
-            self.settle_guest(t, i, SimTime::ZERO);
-        }
+        // What the guest touches while it boots (its kernel and, Windows, all of its
+        // RAM, which it zeroes) is touched before its balloon driver loads: QEMU has
+        // faulted it in by the time qemu-server's start-up target is inflated, so the
+        // balloon's first discards free host memory. Settled in one step with them,
+        // the discards would find nothing resident yet and the boot pages would stay
+        // backed for good.
+        self.settle_guest(t, i, SimTime::ZERO);
     }
 
     fn end_vm(&mut self, t: SimTime, i: usize, state: VmState) {

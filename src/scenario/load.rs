@@ -27,6 +27,7 @@ const ROOT_KEYS: &[&str] = &[
     "pvestatd",
     "ksm",
     "ksmtuned",
+    "qemu_start_target",
     "policy",
     "actions",
     "templates",
@@ -114,6 +115,7 @@ fn scenario(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
         Some(node) => actions(ctx, node, ksm.as_ref(), end),
         None => Some(Vec::new()),
     };
+    let qemu_start_target = f.slot(ctx, "qemu_start_target", boolean).or(true);
     let policy = f.slot(ctx, "policy", |n| {
         text(n, "a policy name")?.parse::<Policy>()
     });
@@ -139,7 +141,7 @@ fn scenario(ctx: &mut Ctx, root: &Node) -> Option<Scenario> {
         pvestatd: pvestatd?,
         ksm: ksm?,
         mom: None,
-        qemu_start_target: true,
+        qemu_start_target: qemu_start_target?,
         policy: None,
         vms: vms?,
         actions: actions?,

@@ -146,12 +146,10 @@ fn lab_e3_a_grow_goal_makes_web_and_files_flap_while_db_sits_at_maxmem() {
     let sc = load("lab-e3-limit-cycle");
     let round = sc.pvestatd.interval.as_secs_f64();
     let r = memsim::sim::run(&sc);
-    // The grow phase: from db reaching maxmem to the first round in the dead zone.
-    let db_full = commands(&r, 103)
-        .iter()
-        .find(|e| e.detail.ends_with("-> 512 MiB"))
-        .expect("db grows to maxmem")
-        .t_s;
+    // The grow phase: all three boot at maxmem (as in the lab: no start-up target), db
+    // is never moved, and every round up to the first one in the dead zone has a grow
+    // goal.
+    let db_full = 0.0;
     let dead = r
         .host
         .iter()
@@ -165,7 +163,7 @@ fn lab_e3_a_grow_goal_makes_web_and_files_flap_while_db_sits_at_maxmem() {
             .all(|h| h.goal_bytes > 10 << 20),
         "a grow goal throughout"
     );
-    assert!(commands(&r, 103).iter().all(|e| e.t_s <= db_full));
+    assert!(commands(&r, 103).iter().all(|e| e.t_s >= dead));
     // Every round of the phase moves web and files, by the same amount (equal shares).
     let web = targets(&r, 101, db_full + round, dead);
     let files = targets(&r, 102, db_full + round, dead);
@@ -259,12 +257,13 @@ fn lab_e3_goal_sized_steps_squeeze_the_growing_database_into_oom() {
             .filter(|e| e.t_s == t)
             .map(|e| -e.value)
             .collect();
-        // Goal-sized: together at most the goal (+ rounding), each far below maxchange.
+        // Goal-sized: together at most the goal (+ rounding), each below maxchange.
         assert!(
             steps.iter().sum::<i64>() <= goal + (1 << 20),
             "t={t}: {steps:?} vs {goal}"
         );
-        assert!(steps.iter().all(|&s| s < 50 << 20), "t={t}: {steps:?}");
+        let maxchange = sc.pvestatd.maxchange as i64;
+        assert!(steps.iter().all(|&s| s < maxchange), "t={t}: {steps:?}");
     }
     // db walks down while its database grows; lab: 512 -> 492 -> 470 -> ... -> 271.
     let db = targets(&r, 103, start, kill.t_s + 0.5);
@@ -329,10 +328,19 @@ fn freed_guest_memory_stays_resident_without_free_page_reporting() {
     let flat = db_resident(&off, kill + 4.0);
     assert_eq!(db_resident(&off, end), flat);
     assert!(flat > pre - 60.0, "{pre} -> {flat} MiB");
+    // pvestatd has nothing it may do: the goal sits in compute_alg1's dead zone, or
+    // it is a shrink goal with every VM already at its balloon_min.
     let late: Vec<_> = off.host.iter().filter(|h| h.t_s >= kill + 4.0).collect();
+    let all_at_min = |t: f64| {
+        off.vms
+            .iter()
+            .filter(|s| s.t_s == t)
+            .all(|s| s.actual_bytes == s.balloon_min_bytes)
+    };
     assert!(
-        late.iter().all(|h| h.goal_bytes.abs() <= 10 << 20),
-        "dead zone"
+        late.iter()
+            .all(|h| h.goal_bytes.abs() <= 10 << 20 || (h.goal_bytes < 0 && all_at_min(h.t_s))),
+        "nothing pvestatd may do"
     );
     let last_off = commands(&off, 101)
         .into_iter()
@@ -412,6 +420,11 @@ impl ArcRun {
     fn all_at(&self, size: fn(&VmSample) -> u64) -> bool {
         self.late().all(|s| s.actual_bytes == size(s))
     }
+    /// Every VM below half its maxmem: squeezed toward its balloon_min until the goal
+    /// reaches compute_alg1's dead zone.
+    fn squeezed(&self) -> bool {
+        self.late().all(|s| s.actual_bytes < s.maxmem_bytes / 2)
+    }
     fn refaults(&self) -> u64 {
         self.late().map(|s| s.cache_refault_pages).sum()
     }
@@ -436,14 +449,14 @@ fn a_large_zfs_arc_counts_as_used_and_squeezes_the_guests_under_both_formulas() 
         "files-a grew first"
     );
     assert!(commands(&big.r, 101).iter().any(|e| e.value < 0));
-    assert!(big.all_at(|s| s.balloon_min_bytes));
+    assert!(big.squeezed());
     assert!(big.late().all(|s| s.cache_refault_pages > 0));
     // 10 % ARC (PVE >= 8.1 installer): both at maxmem, nothing re-read.
     assert!(small.all_at(|s| s.maxmem_bytes));
     assert_eq!(small.refaults(), 0);
     assert!(commands(&small.r, 101).iter().all(|e| e.value > 0));
     // The legacy formula counts the ARC as used just the same.
-    assert!(legacy.all_at(|s| s.balloon_min_bytes));
+    assert!(legacy.squeezed());
     assert!(legacy.refaults() > 0);
     // The host never got near the point where the ARC gives memory back by itself.
     let floor = arc_sys_free(big.r.host[0].mem_total_bytes);
@@ -453,7 +466,8 @@ fn a_large_zfs_arc_counts_as_used_and_squeezes_the_guests_under_both_formulas() 
         "MemFree {min_free} vs arc_sys_free {floor}"
     );
     let end = big.r.host.last().unwrap();
-    assert!(end.memused_bytes > end.target_bytes);
+    // pvestatd holds memused at its target (within the dead zone), the ARC included.
+    assert!(end.memused_bytes + (10 << 20) >= end.target_bytes);
     eprintln!(
         "zfs-arc: 50 %: memused {:.0} / target {:.0} MiB, min MemFree {:.0} MiB \
          (arc_sys_free {:.0}), refaults {} pages after t={}; 10 %: {} refaults; \
