@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenario::{self, Problem, Scenario, ScenarioError};
 
-pub(crate) use merge::{check_shard_set, ShardManifest};
+pub(crate) use merge::{check_shard_set, manifest_files, shard_of_name, ShardManifest};
 pub use merge::{merge, MergeError};
 pub use set::load_with;
 pub use shard::Shard;

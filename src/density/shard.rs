@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::results::{Evaluation, Results};
 use super::{Definition, Search};
 use crate::policy::Policy;
-use crate::sweep::{check_shard_set, write_json, MergeError, Shard, ShardManifest};
+use crate::sweep::{
+    check_shard_set, manifest_files, shard_of_name, write_json, MergeError, Shard, ShardManifest,
+};
 
 /// Names the manifest layout, so that a merge refuses files it does not understand.
 const FORMAT: &str = "memsim density shard 2";
@@ -39,14 +41,11 @@ struct Manifest {
 }
 
 fn file_name(shard: Shard) -> String {
-    format!("density-shard-{}-of-{}.json", shard.index, shard.count)
+    format!("{PREFIX}{}-of-{}.json", shard.index, shard.count)
 }
 
-/// `density-shard-2-of-8.json` → 2/8.
-fn shard_of_name(name: &str) -> Option<Shard> {
-    let spec = name.strip_prefix("density-shard-")?.strip_suffix(".json")?;
-    spec.replacen("-of-", "/", 1).parse().ok()
-}
+/// The file-name prefix of a density search's shard manifests.
+const PREFIX: &str = "density-shard-";
 
 /// The policies of `shard` among the search's.
 fn policies_of(def: &Definition, shard: Shard) -> Vec<Policy> {
@@ -82,7 +81,7 @@ pub fn has_manifests(inputs: &[PathBuf]) -> bool {
     inputs.iter().any(|input| {
         let named = |p: &Path| {
             p.file_name()
-                .is_some_and(|n| shard_of_name(&n.to_string_lossy()).is_some())
+                .is_some_and(|n| shard_of_name(&n.to_string_lossy(), PREFIX).is_some())
         };
         match std::fs::read_dir(input) {
             Ok(entries) => entries.filter_map(|e| e.ok()).any(|e| named(&e.path())),
@@ -105,7 +104,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     let mut problems = Vec::new();
     let files: Vec<PathBuf> = inputs
         .iter()
-        .flat_map(|input| manifest_files(input, &mut problems))
+        .flat_map(|input| manifest_files(input, PREFIX, "density shard", &mut problems))
         .collect();
     let manifests: Vec<(PathBuf, Manifest)> = files
         .into_iter()
@@ -134,32 +133,6 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         results,
         files,
     })
-}
-
-/// The manifests named by one input, in shard order.
-fn manifest_files(input: &Path, problems: &mut Vec<String>) -> Vec<PathBuf> {
-    if input.is_file() {
-        return vec![input.to_path_buf()];
-    }
-    let entries = match std::fs::read_dir(input) {
-        Ok(entries) => entries,
-        Err(e) => {
-            problems.push(format!("{}: {e}", input.display()));
-            return Vec::new();
-        }
-    };
-    let mut found: Vec<(Shard, PathBuf)> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| Some((shard_of_name(&e.file_name().to_string_lossy())?, e.path())))
-        .collect();
-    found.sort_by_key(|(s, _)| (s.count, s.index));
-    if found.is_empty() {
-        problems.push(format!(
-            "{}: no density shard manifests (density-shard-I-of-N.json) in this folder",
-            input.display()
-        ));
-    }
-    found.into_iter().map(|(_, path)| path).collect()
 }
 
 fn read(path: &Path) -> Result<Manifest, String> {
@@ -234,8 +207,8 @@ mod tests {
     fn manifest_names() {
         let s = Shard { index: 2, count: 8 };
         assert_eq!(file_name(s), "density-shard-2-of-8.json");
-        assert_eq!(shard_of_name(&file_name(s)), Some(s));
-        assert_eq!(shard_of_name("shard-2-of-8.json"), None);
-        assert_eq!(shard_of_name("density-shard-9-of-8.json"), None);
+        assert_eq!(shard_of_name(&file_name(s), PREFIX), Some(s));
+        assert_eq!(shard_of_name("shard-2-of-8.json", PREFIX), None);
+        assert_eq!(shard_of_name("density-shard-9-of-8.json", PREFIX), None);
     }
 }

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::definition::MAX_RUNS;
-use super::shard::{Manifest, Shard, FORMAT, MAX_SHARDS};
+use super::shard::{Manifest, Shard, FORMAT, MAX_SHARDS, PREFIX};
 use super::{write_results, Table};
 
 /// Why a merge wrote nothing.
@@ -47,7 +47,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     let mut problems = Vec::new();
     let files: Vec<PathBuf> = inputs
         .iter()
-        .flat_map(|input| manifest_files(input, &mut problems))
+        .flat_map(|input| manifest_files(input, PREFIX, "shard", &mut problems))
         .collect();
     let manifests: Vec<(PathBuf, Manifest)> = files
         .into_iter()
@@ -83,8 +83,15 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     })
 }
 
-/// The manifests named by one input, in shard order.
-fn manifest_files(input: &Path, problems: &mut Vec<String>) -> Vec<PathBuf> {
+/// The manifests named by one input, in shard order: the input itself if it is a file,
+/// else every `<prefix>I-of-N.json` in the folder. `what` names them in the message
+/// for a folder without any ("shard", "density shard"). Shared by sweep and density.
+pub(crate) fn manifest_files(
+    input: &Path,
+    prefix: &str,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> Vec<PathBuf> {
     if input.is_file() {
         return vec![input.to_path_buf()];
     }
@@ -97,21 +104,24 @@ fn manifest_files(input: &Path, problems: &mut Vec<String>) -> Vec<PathBuf> {
     };
     let mut found: Vec<(Shard, PathBuf)> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| Some((shard_of_name(&e.file_name().to_string_lossy())?, e.path())))
+        .filter_map(|e| {
+            let shard = shard_of_name(&e.file_name().to_string_lossy(), prefix)?;
+            Some((shard, e.path()))
+        })
         .collect();
     found.sort_by_key(|(s, _)| (s.count, s.index));
     if found.is_empty() {
         problems.push(format!(
-            "{}: no shard manifests (shard-I-of-N.json) in this folder",
+            "{}: no {what} manifests ({prefix}I-of-N.json) in this folder",
             input.display()
         ));
     }
     found.into_iter().map(|(_, path)| path).collect()
 }
 
-/// `shard-2-of-8.json` → 2/8.
-fn shard_of_name(name: &str) -> Option<Shard> {
-    let spec = name.strip_prefix("shard-")?.strip_suffix(".json")?;
+/// `<prefix>2-of-8.json` → 2/8.
+pub(crate) fn shard_of_name(name: &str, prefix: &str) -> Option<Shard> {
+    let spec = name.strip_prefix(prefix)?.strip_suffix(".json")?;
     spec.replacen("-of-", "/", 1).parse().ok()
 }
 
@@ -240,10 +250,10 @@ mod tests {
     #[test]
     fn manifest_names() {
         assert_eq!(
-            shard_of_name("shard-2-of-8.json"),
+            shard_of_name("shard-2-of-8.json", PREFIX),
             Some(Shard { index: 2, count: 8 })
         );
-        assert_eq!(shard_of_name("shard-9-of-8.json"), None);
-        assert_eq!(shard_of_name("sweep.csv"), None);
+        assert_eq!(shard_of_name("shard-9-of-8.json", PREFIX), None);
+        assert_eq!(shard_of_name("sweep.csv", PREFIX), None);
     }
 }

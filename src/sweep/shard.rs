@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::definition::MAX_RUNS;
 use super::{Definition, Sweep, Table};
 
+/// The file-name prefix of a sweep's shard manifests (`shard-2-of-8.json`).
+pub(super) const PREFIX: &str = "shard-";
+
 /// Names the manifest layout, so that a merge refuses files it does not understand.
 pub(super) const FORMAT: &str = "memsim sweep shard 2";
 /// More shards than a sweep can have runs would only make empty shards.
@@ -41,7 +44,7 @@ impl Shard {
     }
 
     pub(super) fn file_name(&self) -> String {
-        format!("shard-{}-of-{}.json", self.index, self.count)
+        format!("{PREFIX}{}-of-{}.json", self.index, self.count)
     }
 }
 
