@@ -118,12 +118,11 @@ impl Search {
 
 /// Reads the scenario and checks it, the options and the group: every problem at once.
 pub fn prepare(path: &Path, options: &Options) -> Result<Search, Vec<String>> {
-    let file = path.display().to_string();
     let mut problems = option_problems(options);
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+    let (text, file) = match scenario::read_text(path, "scenario") {
+        Ok(read) => read,
         Err(e) => {
-            problems.push(format!("{file}: cannot read the scenario: {e}"));
+            problems.extend(e.problems().iter().map(|p| p.to_string()));
             return Err(problems);
         }
     };

@@ -208,15 +208,7 @@ impl Problems {
 /// Reads a scenario file with a `sweep:` section; relative trace paths are relative
 /// to its folder.
 pub fn load(path: &Path) -> Result<Sweep, ScenarioError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ScenarioError::new(vec![Problem {
-            file: file.clone(),
-            line: None,
-            path: String::new(),
-            message: format!("cannot read the scenario: {e}"),
-        }])
-    })?;
+    let (text, file) = scenario::read_text(path, "scenario")?;
     parse(&text, &file, path.parent().unwrap_or(Path::new(".")))
 }
 

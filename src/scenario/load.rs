@@ -58,16 +58,24 @@ const MIB: u64 = 1 << 20;
 
 /// Reads a scenario file; relative trace paths are relative to its folder.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let (text, file) = read_text(path, "scenario")?;
+    parse(&text, &file, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// A YAML input's text and its name for messages; a file that cannot be read is one
+/// problem ("cannot read the `what`: …") like any other bad input. Shared by every
+/// reader of memsim's YAML files (scenarios, sweeps, side-channel experiments).
+pub(crate) fn read_text(path: &Path, what: &str) -> Result<(String, String), ScenarioError> {
     let file = path.display().to_string();
-    let text = fs::read_to_string(path).map_err(|e| {
-        ScenarioError::new(vec![Problem {
-            file: file.clone(),
+    match fs::read_to_string(path) {
+        Ok(text) => Ok((text, file)),
+        Err(e) => Err(ScenarioError::new(vec![Problem {
+            file,
             line: None,
             path: String::new(),
-            message: format!("cannot read the scenario: {e}"),
-        }])
-    })?;
-    parse(&text, &file, path.parent().unwrap_or(Path::new(".")))
+            message: format!("cannot read the {what}: {e}"),
+        }])),
+    }
 }
 
 /// Parses scenario text. `file` names it in messages and gives the default `name`;

@@ -28,5 +28,6 @@ mod vm;
 mod workload;
 
 pub use error::{Problem, ScenarioError};
+pub(crate) use load::read_text;
 pub use load::{load, parse};
 pub use model::*;

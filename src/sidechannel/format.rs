@@ -15,7 +15,7 @@ use crate::scenario::read::{
     boolean, choice, duration, fields, fraction, int, list, string, uint64, At, Ctx, Fields, Slot,
 };
 use crate::scenario::units::format_duration;
-use crate::scenario::{Problem, ScenarioError};
+use crate::scenario::ScenarioError;
 
 const ROOT_KEYS: &[&str] = &[
     "name",
@@ -67,15 +67,7 @@ pub const MAX_SPAN: SimTime = SimTime::from_secs(3_600);
 
 /// Reads an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, ScenarioError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ScenarioError::new(vec![Problem {
-            file: file.clone(),
-            line: None,
-            path: String::new(),
-            message: format!("cannot read the experiment: {e}"),
-        }])
-    })?;
+    let (text, file) = crate::scenario::read_text(path, "experiment")?;
     parse(&text, &file)
 }
 
