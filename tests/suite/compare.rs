@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::common::cli::{memsim, ok, stderr, tree};
+use crate::common::cli::{csv_maps, memsim, ok, stderr, tree};
 use memsim::policy::Policy;
 
 const SMALL: &str = "\
@@ -52,21 +52,6 @@ fn compare(scenario: &Path, out: &Path, extra: &[&str]) -> Output {
     memsim(&args)
 }
 
-/// comparison.csv as one map of column → value per policy, in file order.
-fn rows(out: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut r = csv::Reader::from_path(out.join("comparison.csv")).unwrap();
-    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    r.records()
-        .map(|rec| {
-            header
-                .iter()
-                .cloned()
-                .zip(rec.unwrap().iter().map(String::from))
-                .collect()
-        })
-        .collect()
-}
-
 fn num(row: &BTreeMap<String, String>, column: &str) -> f64 {
     row[column]
         .parse()
@@ -78,7 +63,7 @@ fn every_policy_runs_and_its_row_is_its_summary() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let stdout = ok(&compare(&scenario(tmp.path()), &out, &[]));
-    let rows = rows(&out);
+    let rows = csv_maps(&out.join("comparison.csv"));
     let policies: Vec<&str> = rows.iter().map(|r| r["policy"].as_str()).collect();
     assert_eq!(policies, Policy::names(), "a row per policy, in order");
     for row in &rows {
@@ -177,7 +162,7 @@ fn outputs_are_byte_identical_with_one_or_two_threads() {
     for ((name, x), (_, y)) in fa.iter().zip(&fb) {
         assert!(x == y, "{} differs between 1 and 2 threads", name.display());
     }
-    let rows = rows(&a);
+    let rows = csv_maps(&a.join("comparison.csv"));
     assert_eq!(rows.len(), 2);
     assert_eq!(
         (rows[0]["policy"].as_str(), rows[0]["seeds"].as_str()),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::common::cli::{files, memsim, ok, stderr};
+use crate::common::cli::{csv_maps, files, memsim, ok, stderr};
 use memsim::policy::Policy;
 
 const SMALL: &str = "\
@@ -62,21 +62,6 @@ fn density(scenario: &Path, out: &Path, extra: &[&str]) -> Output {
     memsim(&args)
 }
 
-/// density.csv rows as maps of column → value.
-fn rows(out: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut r = csv::Reader::from_path(out.join("density.csv")).unwrap();
-    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    r.records()
-        .map(|rec| {
-            header
-                .iter()
-                .cloned()
-                .zip(rec.unwrap().iter().map(String::from))
-                .collect()
-        })
-        .collect()
-}
-
 /// Whether the host carries `count` web VMs under `policy` with `seed`, found without
 /// memsim's search or its measures: the scenario text edited, run, and judged here.
 fn carries(policy: Policy, count: u32, seed: u64) -> bool {
@@ -104,7 +89,7 @@ fn the_search_finds_what_a_scan_of_every_count_finds() {
         &out,
         &["--policies", "none,balloon", "--seeds", "2"],
     ));
-    let rows = rows(&out);
+    let rows = csv_maps(&out.join("density.csv"));
     for (policy, seeds) in [(Policy::None, [3, 4]), (Policy::Balloon, [3, 4])] {
         let mut per_seed = Vec::new();
         for seed in seeds {
@@ -302,7 +287,7 @@ fn a_count_the_loader_refuses_is_not_carried() {
         "--out",
         out.to_str().unwrap(),
     ]));
-    let rows = rows(&out);
+    let rows = csv_maps(&out.join("density.csv"));
     let refused: Vec<&BTreeMap<String, String>> =
         rows.iter().filter(|r| !r["note"].is_empty()).collect();
     assert!(!refused.is_empty(), "{rows:?}");

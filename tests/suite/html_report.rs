@@ -8,7 +8,7 @@
 //! `MEMSIM_REQUIRE_CHROMIUM=1` (set by `.ci/run`, which installs it): then a missing
 //! browser fails the test.
 
-use crate::common::cli::memsim;
+use crate::common::cli::{csv_cells, memsim};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -421,17 +421,6 @@ fn table_cells(html: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut rows = table.split("<tr>").skip(1);
     let header = cells(rows.next().unwrap(), "th");
     (header, rows.map(|r| cells(r, "td")).collect())
-}
-
-/// A CSV file's header and records.
-fn csv_cells(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let header = r.headers().unwrap().iter().map(String::from).collect();
-    let rows = r
-        .records()
-        .map(|rec| rec.unwrap().iter().map(String::from).collect())
-        .collect();
-    (header, rows)
 }
 
 /// No script, stylesheet, image or CSS fetch; every link an anchor of the page or a

@@ -3,7 +3,7 @@
 //! into exactly the unsharded sweep.csv and report.html, a grid whose values really
 //! change the runs, and bad input (exit status 2, the problem named, nothing written).
 
-use crate::common::cli::{memsim, ok, stderr, tree};
+use crate::common::cli::{csv_cells, memsim, ok, stderr, tree};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -51,17 +51,6 @@ fn sweep(scenario: &Path, out: &Path, extra: &[&str]) -> Output {
     memsim(&args)
 }
 
-/// sweep.csv as header and records.
-fn table(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let header = r.headers().unwrap().iter().map(String::from).collect();
-    let rows = r
-        .records()
-        .map(|rec| rec.unwrap().iter().map(String::from).collect())
-        .collect();
-    (header, rows)
-}
-
 #[test]
 fn outputs_are_byte_identical_with_one_or_two_threads() {
     let tmp = tempfile::tempdir().unwrap();
@@ -101,7 +90,7 @@ fn the_grid_has_a_row_per_run_whose_values_change_the_runs() {
     let sc = scenario(tmp.path(), "tiny.yaml", GRID);
     let out = tmp.path().join("out");
     ok(&sweep(&sc, &out, &[]));
-    let (header, rows) = table(&out.join("sweep.csv"));
+    let (header, rows) = csv_cells(&out.join("sweep.csv"));
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
     assert_eq!(
         &header[..3],
@@ -328,7 +317,7 @@ fn one_parameter_makes_no_heatmap_and_the_example_ships_valid() {
     );
     let out = tmp.path().join("out");
     ok(&sweep(&sc, &out, &[]));
-    assert_eq!(table(&out.join("sweep.csv")).1.len(), 2);
+    assert_eq!(csv_cells(&out.join("sweep.csv")).1.len(), 2);
     assert!(!out.join("sweep_heatmap.png").exists());
     assert!(out.join("runs/0001-swap=1GiB-seed=3/summary.json").exists());
 

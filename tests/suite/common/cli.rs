@@ -1,6 +1,7 @@
 //! Running the `memsim` binary and reading what it wrote: shared by the tests of the
 //! commands (run, compare, sweep, density, merge, explain, side-channel, the reports).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -53,4 +54,23 @@ pub fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+/// A CSV file's header and records, as text.
+pub fn csv_cells(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header = r.headers().unwrap().iter().map(String::from).collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.unwrap().iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+/// A CSV file's records as maps of column → value, in file order.
+pub fn csv_maps(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let (header, rows) = csv_cells(path);
+    rows.into_iter()
+        .map(|row| header.iter().cloned().zip(row).collect())
+        .collect()
 }
