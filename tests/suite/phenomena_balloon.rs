@@ -10,17 +10,9 @@ use memsim::density::{self, Limits, Options};
 use memsim::engine::SimTime;
 use memsim::metrics::{EventKind, RunResult, VmSample};
 use memsim::policy::Policy;
-use memsim::scenario::{self, Scenario};
+use memsim::scenario::Scenario;
 
-fn path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios")
-        .join(format!("{name}.yaml"))
-}
-
-fn load(name: &str) -> Scenario {
-    scenario::load(&path(name)).unwrap_or_else(|e| panic!("{name} loads: {e}"))
-}
+use crate::common::{shipped, shipped_path};
 
 fn vm_index(sc: &Scenario, name: &str) -> usize {
     sc.vms.iter().position(|v| v.name == name).unwrap()
@@ -59,7 +51,7 @@ fn footprint_drop_pct(r: &RunResult, name: &str, before: f64) -> f64 {
 
 #[test]
 fn idle_guests_give_back_what_the_host_backs_windows_and_cached_linux_not_fresh_linux() {
-    let sc = load("idle-give-back");
+    let sc = shipped("idle-give-back");
     let r = memsim::sim::run(&sc);
     // The load starts growing at 25 min; until then the host is below its target and
     // pvestatd has grown every idle VM back to its maximum.
@@ -124,7 +116,7 @@ fn idle_guests_give_back_what_the_host_backs_windows_and_cached_linux_not_fresh_
 /// The shipped scenario with only the VM group `keep` of the three idle kinds (its
 /// one-line entry, count 2), so that a density search counts one kind at a time.
 fn only_group(keep: &str, dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(path("idle-give-back")).unwrap();
+    let text = std::fs::read_to_string(shipped_path("idle-give-back")).unwrap();
     let kinds = ["win", "linux", "linux-cached"];
     let lines: Vec<&str> = text
         .lines()
@@ -205,7 +197,7 @@ fn first_when(r: &RunResult, name: &str, from: f64, f: impl Fn(&VmSample) -> boo
 
 #[test]
 fn the_squeeze_drops_cache_then_swaps_then_kills_the_database_unless_the_minimum_is_sensible() {
-    let sc = load("pressure-chain");
+    let sc = shipped("pressure-chain");
     let r = memsim::sim::run(&sc);
     let db = vm_index(&sc, "db");
     // The squeeze starts when pvestatd first shrinks db below its full size after it
@@ -258,7 +250,7 @@ fn the_squeeze_drops_cache_then_swaps_then_kills_the_database_unless_the_minimum
 
 #[test]
 fn spare_memory_is_split_by_shares_and_shares_zero_is_never_ballooned() {
-    let sc = load("shares");
+    let sc = shipped("shares");
     let r = memsim::sim::run(&sc);
     let min = |name: &str| sc.vms[vm_index(&sc, name)].balloon_min.unwrap();
     // Converged: the last 10 minutes (the host reaches its target after ~15 minutes).
@@ -307,7 +299,7 @@ fn spare_memory_is_split_by_shares_and_shares_zero_is_never_ballooned() {
 
 #[test]
 fn no_driver_passthrough_and_migrating_vms_are_not_squeezed_and_the_others_pay() {
-    let sc = load("left-alone");
+    let sc = shipped("left-alone");
     let r = memsim::sim::run(&sc);
     let vmid = |name: &str| sc.vms[vm_index(&sc, name)].vmid;
     let targets = |r: &RunResult, name: &str| -> Vec<f64> {
@@ -368,7 +360,7 @@ fn no_driver_passthrough_and_migrating_vms_are_not_squeezed_and_the_others_pay()
 
 #[test]
 fn without_guest_statistics_the_panel_shows_host_memory_not_guest_use() {
-    let sc = load("memory-panel");
+    let sc = shipped("memory-panel");
     let r = memsim::sim::run(&sc);
     let pct = |part: u64, whole: u64| part as f64 * 100.0 / whole as f64;
     let guest_used =

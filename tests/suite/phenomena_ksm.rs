@@ -2,26 +2,18 @@
 //! `scenarios/` and checks the phenomenon its header claims from the simulated data.
 //! Contrasts (THP `never`, a mixed fleet) are built by changing the loaded scenario.
 
-use std::path::PathBuf;
-
 use crate::common;
+use crate::common::shipped;
 use memsim::content::Contents;
 use memsim::engine::SimTime;
 use memsim::guest::{Guest, Owner, PageMove};
 use memsim::ksm::thp::Region;
 use memsim::ksm::{Ksmd, Sysfs};
 use memsim::metrics::{HostSample, RunResult};
-use memsim::scenario::{self, Scenario, Thp};
+use memsim::scenario::{Scenario, Thp};
 use memsim::workload::Shape;
 
 const PAGE: u64 = 4096;
-
-fn shipped(name: &str) -> Scenario {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios")
-        .join(format!("{name}.yaml"));
-    scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 fn mib(bytes: u64) -> u64 {
     bytes >> 20

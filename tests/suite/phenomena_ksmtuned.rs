@@ -4,27 +4,17 @@
 //! (`ksmtuned-mawk.yaml`), and ballooning plus KSM against each alone
 //! (`balloon-plus-ksm.yaml`).
 
-use std::path::{Path, PathBuf};
-
 use memsim::compare::{Plan, RunMetrics};
 use memsim::engine::SimTime;
 use memsim::ksm::Sysfs;
 use memsim::ksmtuned::{Settings, Variant};
 use memsim::metrics::{EventKind, HostSample, RunResult};
 use memsim::policy::Policy;
-use memsim::scenario::{self, AdminAction, Scenario};
+use memsim::scenario::{AdminAction, Scenario};
+
+use crate::common::shipped;
 
 const MIB: u64 = 1 << 20;
-
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios")
-        .join(name)
-}
-
-fn load(name: &str) -> Scenario {
-    scenario::load(&shipped(name)).expect("the shipped scenario loads")
-}
 
 /// What ksmtuned reads as `free`, KiB: MemFree + Buffers + Cached.
 fn free_kib(h: &HostSample) -> u64 {
@@ -53,7 +43,7 @@ fn events(r: &RunResult, kind: EventKind) -> Vec<f64> {
 /// unmerges everything and host memory grows by what merging had saved.
 #[test]
 fn ksmtuned_starts_below_its_threshold_and_run_2_gives_the_savings_back() {
-    let sc = load("ksmtuned-threshold.yaml");
+    let sc = shipped("ksmtuned-threshold");
     let tuned = sc
         .ksm
         .ksmtuned
@@ -126,7 +116,7 @@ fn ksmtuned_starts_below_its_threshold_and_run_2_gives_the_savings_back() {
 /// npages it had reached.
 #[test]
 fn a_running_ksmtuned_undoes_the_admins_run_2_at_its_next_cycle() {
-    let mut sc = load("ksmtuned-threshold.yaml");
+    let mut sc = shipped("ksmtuned-threshold");
     for a in &mut sc.actions {
         a.ksmtuned = None;
     }
@@ -147,7 +137,7 @@ fn a_running_ksmtuned_undoes_the_admins_run_2_at_its_next_cycle() {
 /// pages (not the 1250 the old daemon had reached), one monitor interval later.
 #[test]
 fn a_restarted_ksmtuned_starts_from_npages_0() {
-    let mut sc = load("ksmtuned-threshold.yaml");
+    let mut sc = shipped("ksmtuned-threshold");
     let restart_at = 35 * 60;
     sc.actions.push(AdminAction {
         at: SimTime::from_secs(restart_at),
@@ -169,7 +159,7 @@ fn a_restarted_ksmtuned_starts_from_npages_0() {
 /// `merge_across_nodes_store`), accepted once `run=2` has unmerged them.
 #[test]
 fn a_write_the_kernel_refuses_at_run_time_is_logged() {
-    let mut sc = load("ksmtuned-threshold.yaml");
+    let mut sc = shipped("ksmtuned-threshold");
     let write = |at_s: u64| AdminAction {
         at: SimTime::from_secs(at_s),
         ksmtuned: None,
@@ -205,7 +195,7 @@ fn a_write_the_kernel_refuses_at_run_time_is_logged() {
 
 /// The mawk scenario with another ksmtuned variant.
 fn mawk_run(variant: Variant) -> RunResult {
-    let mut sc = load("ksmtuned-mawk.yaml");
+    let mut sc = shipped("ksmtuned-mawk");
     sc.ksm.ksmtuned.as_mut().expect("ksmtuned runs").variant = variant;
     memsim::sim::run(&sc)
 }
@@ -214,7 +204,7 @@ fn mawk_run(variant: Variant) -> RunResult {
 /// (configured RAM + QEMU overhead of every VM) and free.
 #[test]
 fn the_mawk_host_has_sums_past_2_pow_31_kib() {
-    let sc = load("ksmtuned-mawk.yaml");
+    let sc = shipped("ksmtuned-mawk");
     let vsz_kib: u64 = sc
         .vms
         .iter()
@@ -311,7 +301,7 @@ fn mean_memused_from(r: &RunResult, from_s: f64) -> f64 {
 /// below the balloon minimums, where ballooning alone stops.
 #[test]
 fn balloon_plus_ksm_beats_each_alone() {
-    let runs = compare(load("balloon-plus-ksm.yaml"));
+    let runs = compare(shipped("balloon-plus-ksm"));
     let by = |p: Policy| runs.iter().find(|(q, _, _)| *q == p).unwrap();
     let (_, none, _) = by(Policy::None);
     let (_, ksm, _) = by(Policy::Ksm);
@@ -336,7 +326,7 @@ fn balloon_plus_ksm_beats_each_alone() {
     );
 
     // ballooning alone ends at the minimums; both merges below them
-    let sc = load("balloon-plus-ksm.yaml");
+    let sc = shipped("balloon-plus-ksm");
     let floor = sc.vms[0].balloon_min.unwrap();
     let end = balloon
         .vms
@@ -371,7 +361,7 @@ fn balloon_plus_ksm_beats_each_alone() {
 /// squeezed below their page-cache working sets, refault instead.
 #[test]
 fn with_low_minimums_ballooning_preempts_ksm() {
-    let mut sc = load("balloon-plus-ksm.yaml");
+    let mut sc = shipped("balloon-plus-ksm");
     for v in &mut sc.vms {
         v.balloon_min = Some(768 * MIB);
     }

@@ -4,17 +4,10 @@
 //! has some. Contrasts (free page reporting on, a smaller ARC, the legacy memused
 //! formula) are built by changing the loaded scenario in code.
 
-use std::path::Path;
-
-use crate::common::MIB;
+use crate::common::{shipped, MIB};
 
 use memsim::metrics::{Event, EventKind, HostSample, RunResult, VmSample};
-use memsim::scenario::{self, MemusedFormula, Scenario};
-
-fn load(name: &str) -> Scenario {
-    let path = format!("{}/scenarios/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
-    scenario::load(Path::new(&path)).unwrap_or_else(|e| panic!("{path}: {e:?}"))
-}
+use memsim::scenario::{MemusedFormula, Scenario};
 
 fn rows(r: &RunResult, vmid: u32) -> Vec<&VmSample> {
     r.vms.iter().filter(|s| s.vmid == vmid).collect()
@@ -55,7 +48,7 @@ fn pressured(s: &VmSample) -> bool {
 
 #[test]
 fn an_over_inflated_guest_gets_its_memory_back_at_100_mib_per_cycle() {
-    let sc = load("over-inflated");
+    let sc = shipped("over-inflated");
     let interval = sc.pvestatd.interval.as_secs_f64();
     assert_eq!(
         sc.sample_interval, sc.pvestatd.interval,
@@ -143,7 +136,7 @@ fn targets(r: &RunResult, vmid: u32, from: f64, to: f64) -> Vec<(f64, u64)> {
 
 #[test]
 fn lab_e3_a_grow_goal_makes_web_and_files_flap_while_db_sits_at_maxmem() {
-    let sc = load("lab-e3-limit-cycle");
+    let sc = shipped("lab-e3-limit-cycle");
     let round = sc.pvestatd.interval.as_secs_f64();
     let r = memsim::sim::run(&sc);
     // The grow phase: all three boot at maxmem (as in the lab: no start-up target), db
@@ -233,7 +226,7 @@ fn lab_e3_a_grow_goal_makes_web_and_files_flap_while_db_sits_at_maxmem() {
 
 #[test]
 fn lab_e3_goal_sized_steps_squeeze_the_growing_database_into_oom() {
-    let sc = load("squeeze-to-oom");
+    let sc = shipped("squeeze-to-oom");
     let r = memsim::sim::run(&sc);
     let kill = first_event(&r, EventKind::GuestOomKill, 103);
     assert!(kill.detail.contains("database invoked"), "{}", kill.detail);
@@ -308,7 +301,7 @@ fn db_resident(r: &RunResult, t: f64) -> f64 {
 
 #[test]
 fn freed_guest_memory_stays_resident_without_free_page_reporting() {
-    let sc = load("fpr-dead-zone");
+    let sc = shipped("fpr-dead-zone");
     let mut fpr = sc.clone();
     for vm in &mut fpr.vms {
         vm.free_page_reporting = true;
@@ -432,7 +425,7 @@ impl ArcRun {
 
 #[test]
 fn a_large_zfs_arc_counts_as_used_and_squeezes_the_guests_under_both_formulas() {
-    let sc = load("zfs-arc");
+    let sc = shipped("zfs-arc");
     assert_eq!(sc.host.zfs_arc, sc.host.memory / 2);
     let mut small = sc.clone();
     small.host.zfs_arc = sc.host.memory / 10;

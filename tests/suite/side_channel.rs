@@ -5,14 +5,14 @@
 //! results do not depend on the thread count; bad input is reported with file, line
 //! and key.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::common::cli::{files, memsim};
 use memsim::engine::SimTime;
 use memsim::sidechannel::{self, Experiment, Row};
 
 fn shipped_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/ksm-side-channel.yaml")
+    crate::common::shipped_path("ksm-side-channel")
 }
 
 fn shipped() -> Experiment {

@@ -3,12 +3,26 @@
 
 pub mod cli;
 
+use std::path::{Path, PathBuf};
+
 use memsim::engine::SimTime;
 use memsim::scenario::*;
 use memsim::workload::*;
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
+
+/// The path of `scenarios/<name>.yaml`, a file the project ships.
+pub fn shipped_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(format!("{name}.yaml"))
+}
+
+/// The shipped scenario `scenarios/<name>.yaml`, loaded as `memsim run` loads it.
+pub fn shipped(name: &str) -> Scenario {
+    memsim::scenario::load(&shipped_path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
 
 pub fn secs(s: u64) -> SimTime {
     SimTime::from_secs(s)
